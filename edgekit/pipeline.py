@@ -1,0 +1,222 @@
+"""The main job: quantize a model, lower it for each target, evaluate every artifact in its
+runtime, and write the bundle. ``edgekit quantize`` and the benchmarks call ``quantize``."""
+from __future__ import annotations
+
+import datetime
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import edgekit
+from edgekit import bundle as bnd
+from edgekit.config import VALID_BITS, RunConfig, to_dict
+from edgekit.data.calibration import CalibrationSource, load_calibration
+from edgekit.data.datasets import load_dataset, preprocess_for
+from edgekit.errors import UserError
+from edgekit.evaluate import float_logits, run_artifact, score, simulated_logits, top1
+from edgekit.models.canonical import CanonicalModel, canonicalize
+from edgekit.models.zoo import LoadedModel, load_model
+from edgekit.quant.recipe import QuantRecipe, plan_recipe
+from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS
+
+
+@dataclass
+class RunResult:
+    """What ``quantize`` produced: the bundle directory, its manifest, timings in seconds."""
+    out: Path
+    manifest: dict
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Check flags before any work; raises UserError naming the bad value."""
+    for flag, bits in (("--w-bits", cfg.quant.w_bits), ("--a-bits", cfg.quant.a_bits)):
+        if bits not in VALID_BITS:
+            raise UserError(f"{flag} {bits} is not a bit width edgekit supports: use one of {list(VALID_BITS)}")
+    if cfg.data_free == bool(cfg.calib_path):
+        raise UserError("give exactly one of --data-free (synthetic calibration) or --calib PATH (real images)")
+    for t in cfg.targets:
+        TARGETS.get(t)
+    algo = ALGORITHMS.get(cfg.method)
+    if cfg.data_free and algo.synthesizer is None:
+        raise UserError(f"--method {cfg.method} needs real calibration data: give --calib PATH, "
+                        f"or use a data-free method ({', '.join(n for n in ALGORITHMS.names() if ALGORITHMS.get(n).synthesizer)})")
+    if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
+        raise UserError("--num-samples must be at least 1 and --iterations at least 0")
+
+
+def prepare_model(spec: str | None, input_shape: tuple[int, ...] | None = None) -> tuple[LoadedModel, CanonicalModel]:
+    """Load and canonicalize a model; raises UserError when it cannot be exported."""
+    loaded = load_model(spec, input_shape)
+    try:
+        canonical = canonicalize(loaded.model, loaded.example_input, loaded.name)
+    except Exception as e:
+        raise UserError(f"model {loaded.name} cannot be exported with torch.export "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    return loaded, canonical
+
+
+def calibration_source(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel,
+                       progress: bool) -> CalibrationSource:
+    """Distilled data (--data-free, by the method's synthesizer) or real images (--calib)."""
+    if cfg.data_free:
+        return SYNTHESIZERS.get(ALGORITHMS.get(cfg.method).synthesizer)(canonical, cfg.synth, progress)
+    pre = preprocess_for(loaded.dataset, tuple(loaded.example_input.shape))
+    return load_calibration(cfg.calib_path, pre, cfg.calib_samples)
+
+
+def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = None, dataset: str | None = None,
+             eval_samples: int | None = None, progress: bool = True, log=print) -> RunResult:
+    """Run the main job and write the bundle to ``out`` (atomically).
+
+    Raises UserError on bad input; other exceptions are failures.
+    """
+    validate(cfg)
+    timings: dict[str, float] = {}
+    t_all = time.time()
+    loaded, canonical = prepare_model(cfg.model, input_shape)
+    targets = [TARGETS.get(t) for t in cfg.targets]
+    plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits, cfg.quant.per_channel)
+    for t in targets:
+        t.check(plan)
+
+    t0 = time.time()
+    calib = calibration_source(cfg, loaded, canonical, progress)
+    timings["calibration_data_s"] = time.time() - t0
+    log(f"calibration data: {calib.provenance['kind']} ({calib.provenance['method']}), "
+        f"{len(calib)} images, {timings['calibration_data_s']:.1f} s")
+    t0 = time.time()
+    recipe: QuantRecipe = ALGORITHMS.get(cfg.method).fn(canonical, cfg.quant, calib)
+    timings["quantize_s"] = time.time() - t0
+
+    dataset = dataset or loaded.dataset
+    with bnd.staged_dir(out) as tmp:
+        torch.export.save(canonical.folded, str(tmp / bnd.FLOAT_PROGRAM))
+        recipe.save(tmp / bnd.RECIPE)
+        artifacts = []
+        t0 = time.time()
+        for t in targets:
+            art = t.lower(canonical, recipe, tmp)
+            fp32_dir = tmp / ".fp32"
+            fp32_dir.mkdir(exist_ok=True)
+            fp32_bytes = t.lower(canonical, None, fp32_dir, "fp32").bytes
+            entry = {"file": art.path.name, "target": t.name, "format": art.format, "runtime": art.runtime,
+                     "bytes": art.bytes, "sha256": art.sha256, "fp32_bytes": fp32_bytes,
+                     "size_ratio_vs_fp32": round(art.bytes / fp32_bytes, 4)}
+            entry.update({k: p.name for k, p in art.side_files.items()})
+            artifacts.append((t, art, entry))
+            bnd.shutil.rmtree(fp32_dir)
+            log(f"{t.name}: wrote {art.path.name} ({art.bytes} bytes, {art.bytes / fp32_bytes:.1%} of fp32)")
+        timings["lower_s"] = time.time() - t0
+
+        evaluation = None
+        if dataset:
+            t0 = time.time()
+            evaluation = evaluate_bundle_parts(canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
+                                               dataset, eval_samples, progress)
+            timings["evaluate_s"] = time.time() - t0
+        timings["total_s"] = time.time() - t_all
+        manifest = build_manifest(cfg, loaded, canonical, recipe, calib, [e for _, _, e in artifacts],
+                                  evaluation, timings)
+        bnd.write_json(tmp / bnd.MANIFEST, manifest)
+    return RunResult(Path(out), manifest, timings)
+
+
+def evaluate_bundle_parts(canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
+                          dataset: str, limit: int | None, progress: bool) -> dict:
+    """The ``evaluation`` section: FP32 top-1, and per artifact its runtime top-1 and agreement
+    with the simulation of ``recipe`` as the artifact's target places it."""
+    images, labels = load_dataset(dataset, limit)
+    fp32 = float_logits(canonical, images)
+    results = []
+    for target, path in artifacts:
+        sim = simulated_logits(canonical, recipe, target, images) if recipe is not None else None
+        logits, secs = run_artifact(target, Path(path), images, progress)
+        results.append(score(Path(path).name, target.profile.runtime, logits, labels, fp32, sim, secs))
+    return {"dataset": dataset, "num_samples": len(labels), "fp32_top1": round(top1(fp32, labels), 6),
+            "results": results}
+
+
+def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe,
+                   calib: CalibrationSource, artifacts: list[dict], evaluation: dict | None,
+                   timings: dict[str, float]) -> dict:
+    """The bundle's manifest.json contents (see README: bundle manifest)."""
+    prov = calib.provenance
+    return {
+        "manifest_version": bnd.MANIFEST_VERSION,
+        "edgekit_version": edgekit.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__},
+        "model": {"name": loaded.name, "spec": cfg.model, "input_shape": list(loaded.example_input.shape),
+                  "input_dtype": "float32", "num_bn_layers": canonical.num_bn, "float_program": bnd.FLOAT_PROGRAM},
+        "quantization": {
+            "method": cfg.method, "data_free": cfg.data_free, "w_bits": cfg.quant.w_bits, "a_bits": cfg.quant.a_bits,
+            "weight_granularity": "per_channel" if cfg.quant.per_channel else "per_tensor",
+            "weight_symmetric": True, "activation_granularity": "per_tensor", "activation_symmetric": False,
+            "act_estimator": cfg.quant.act_estimator, "bn_folding": True, "recipe": bnd.RECIPE,
+            "layer_bits": recipe.layer_bits(),
+            "calibration": {"kind": prov["kind"], "method": prov["method"], "num_samples": prov["num_samples"],
+                            "seed": prov.get("seed"), "iterations": prov.get("iterations"),
+                            "seconds": prov.get("seconds"), "path": prov.get("path")},
+            "config": to_dict(cfg),
+        },
+        "artifacts": artifacts,
+        "evaluation": evaluation,
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+    }
+
+
+_FORMAT_TARGET = {".pte": "executorch-xnnpack", ".tflite": "litert"}
+
+
+def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = None, progress: bool = True) -> dict:
+    """``edgekit eval``: evaluate a bundle's artifacts, or one artifact file, in their runtimes.
+
+    With a bundle (or an artifact inside one) the simulation of the bundle's recipe is the
+    reference for agreement. Raises UserError for a missing path, an unknown artifact type, or
+    no data set.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; give a bundle directory or a .pte/.tflite file")
+    bundle_dir = path if path.is_dir() else path.parent
+    manifest = bnd.read_manifest(bundle_dir) if (path.is_dir() or (bundle_dir / bnd.MANIFEST).exists()) else None
+    if path.is_dir():
+        entries = [(a["target"], bundle_dir / a["file"]) for a in manifest["artifacts"]]
+    else:
+        if path.suffix not in _FORMAT_TARGET:
+            raise UserError(f"{path}: unknown artifact type {path.suffix!r}; give a .pte or .tflite file")
+        entry = next((a for a in (manifest or {}).get("artifacts", []) if a["file"] == path.name), None)
+        entries = [(entry["target"] if entry else _FORMAT_TARGET[path.suffix], path)]
+    if manifest:
+        canonical = _canonical_from_bundle(bundle_dir, manifest)
+        recipe = QuantRecipe.load(bundle_dir / manifest["quantization"]["recipe"])
+        dataset = dataset or (manifest.get("evaluation") or {}).get("dataset")
+    else:
+        canonical, recipe = None, None
+    if not dataset:
+        raise UserError(f"no evaluation data set known for {path}; give --dataset (fashion-mnist, imagenet-photos)")
+    artifacts = [(TARGETS.get(t), p) for t, p in entries]
+    if canonical is not None:
+        return evaluate_bundle_parts(canonical, recipe, artifacts, dataset, limit, progress)
+    images, labels = load_dataset(dataset, limit)
+    results = []
+    for target, p in artifacts:
+        logits, secs = run_artifact(target, p, images, progress)
+        results.append(score(p.name, target.profile.runtime, logits, labels, None, None, secs))
+    return {"dataset": dataset, "num_samples": len(labels), "fp32_top1": None, "results": results}
+
+
+def _canonical_from_bundle(bundle_dir: Path, manifest: dict) -> CanonicalModel:
+    """The canonical model stored in a bundle (its BN-folded float program)."""
+    prog = bundle_dir / manifest["model"]["float_program"]
+    try:
+        ep = torch.export.load(str(prog))
+    except Exception as e:
+        raise UserError(f"{prog} cannot be loaded ({type(e).__name__}); re-create the bundle") from None
+    gm = ep.module()
+    example = torch.zeros(manifest["model"]["input_shape"])
+    return CanonicalModel(manifest["model"]["name"], gm, ep, example, {}, manifest["model"].get("num_bn_layers", 0))

@@ -1,0 +1,19 @@
+"""Imports every module that registers an algorithm, target, zoo model or transport."""
+import importlib
+
+_MODULES = (
+    "edgekit.models.zoo",
+    "edgekit.quant.algorithms.ptq",
+    "edgekit.quant.algorithms.zeroq",
+    "edgekit.synth.zeroq",
+    "edgekit.backends.executorch_xnnpack",
+    "edgekit.backends.litert",
+    "edgekit.profiling.transports",
+)
+
+for _name in _MODULES:
+    try:
+        importlib.import_module(_name)
+    except ModuleNotFoundError as e:  # an optional part not written/installed yet
+        if not (e.name and _name.startswith(e.name)):
+            raise

@@ -1,0 +1,1 @@
+"""Quantization: the recipe, observers, fake-quant simulation and the algorithms."""

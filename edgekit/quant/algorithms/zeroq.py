@@ -1,0 +1,20 @@
+"""ZeroQ (Cai et al. 2020): calibrate on distilled data that matches the BN statistics
+(``edgekit.synth.zeroq``); weights per-channel, activation ranges from the distilled batch."""
+from __future__ import annotations
+
+from edgekit.config import QuantConfig
+from edgekit.data.calibration import CalibrationSource
+from edgekit.models.canonical import CanonicalModel
+from edgekit.quant.algorithms import Algorithm
+from edgekit.quant.algorithms.ptq import calibrate
+from edgekit.quant.recipe import QuantRecipe
+from edgekit.registry import ALGORITHMS
+
+
+def zeroq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource) -> QuantRecipe:
+    """ZeroQ uniform quantization: the whitepaper scheme calibrated on ``calib`` (distilled with
+    --data-free, or real images with --calib, for a few-shot comparison)."""
+    return calibrate(canonical, cfg, calib, "zeroq")
+
+
+ALGORITHMS.register("zeroq", Algorithm("zeroq", zeroq, "zeroq", "ZeroQ: distilled data from BN statistics"))

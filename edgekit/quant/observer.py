@@ -1,0 +1,68 @@
+"""Load a QuantRecipe into a PT2E-prepared graph: every observer becomes a ``RecipeObserver``
+returning the recipe's scale and zero point for the tensor it observes.
+
+A target's PT2E quantizer decides *where* tensors are quantized (its fusion patterns); the
+recipe decides *how*. A tensor the quantizer wants quantized but the recipe lacks raises an
+error naming it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import fx
+from torchao.quantization.pt2e.observer import ObserverBase
+
+from edgekit.quant.recipe import QuantRecipe, TensorQuant
+
+
+class RecipeObserver(ObserverBase):
+    """An observer with fixed quantization parameters taken from a recipe entry."""
+
+    def __init__(self, tq: TensorQuant, like: ObserverBase) -> None:
+        super().__init__(dtype=like.dtype)
+        self.qscheme = like.qscheme
+        self.quant_min, self.quant_max = tq.quant_min, tq.quant_max
+        self.ch_axis = tq.axis if tq.axis is not None else getattr(like, "ch_axis", 0)
+        self.register_buffer("scale", tq.scale_tensor())
+        self.register_buffer("zero_point", tq.zero_point_tensor())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def calculate_qparams(self):
+        return self.scale, self.zero_point
+
+
+def _source(n: fx.Node, prepared: fx.GraphModule) -> fx.Node:
+    """The original node an observer observes (skipping chains of observers)."""
+    while n.op == "call_module" and isinstance(getattr(prepared, n.target, None), ObserverBase):
+        n = n.args[0]
+    return n
+
+
+def load_recipe_into(prepared: fx.GraphModule, recipe: QuantRecipe) -> None:
+    """Replace every observer of ``prepared`` (output of ``prepare_pt2e``) with a RecipeObserver.
+
+    Raises ValueError naming the tensor when the recipe has no filled entry for it.
+    """
+    for n in prepared.graph.nodes:
+        if n.op != "call_module":
+            continue
+        obs = getattr(prepared, n.target)
+        if not isinstance(obs, ObserverBase) or isinstance(obs, RecipeObserver):
+            continue
+        src = _source(n.args[0], prepared)
+        if src.op == "get_attr":
+            consumer = next(u for u in n.users)
+            entry = recipe.layers.get(consumer.name)
+            tq = entry.weight if entry else None
+            what = f"weight of {consumer.name}"
+        else:
+            entry = recipe.activations.get(src.name)
+            tq = entry.quant if entry else None
+            what = f"activation {src.name}"
+        if tq is None or not tq.filled:
+            raise ValueError(f"the recipe has no quantization parameters for the {what}")
+        if tq.symmetric != (obs.qscheme in (torch.per_tensor_symmetric, torch.per_channel_symmetric)) and src.op == "get_attr":
+            raise ValueError(f"the {what} is {'symmetric' if tq.symmetric else 'affine'} in the recipe "
+                             f"but the target quantizer wants {obs.qscheme}")
+        setattr(prepared, n.target, RecipeObserver(tq, obs))

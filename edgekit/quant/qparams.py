@@ -1,0 +1,48 @@
+"""Scales and zero points from ranges, and fake quantization (whitepaper Sec. 2)."""
+from __future__ import annotations
+
+import torch
+
+from edgekit.quant.recipe import TensorQuant
+
+EPS = 2.0 ** -12  # smallest scale, as torchao's observers use for these targets
+
+
+def fill_affine(tq: TensorQuant, lo: float, hi: float) -> TensorQuant:
+    """Set per-tensor affine (or symmetric) scale/zero point of ``tq`` from the range [lo, hi].
+
+    The range is widened to include 0 so that zero is exactly representable (Sec. 2.1).
+    """
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if tq.symmetric:
+        amax = max(-lo, hi)
+        scale = max(amax / ((tq.quant_max - tq.quant_min) / 2), EPS)
+        zp = 0 if tq.quant_min < 0 else (tq.quant_min + tq.quant_max + 1) // 2
+    else:
+        scale = max((hi - lo) / (tq.quant_max - tq.quant_min), EPS)
+        zp = int(min(max(tq.quant_min - round(lo / scale), tq.quant_min), tq.quant_max))
+    tq.scale, tq.zero_point, tq.range_min, tq.range_max = [scale], [zp], lo, hi
+    return tq
+
+
+def fill_weight(tq: TensorQuant, w: torch.Tensor) -> TensorQuant:
+    """Symmetric per-channel (axis 0) or per-tensor max-abs scales of weight ``w`` (float32 [Cout, ...])."""
+    if tq.granularity == "per_channel":
+        amax = w.detach().abs().flatten(1).amax(1)
+    else:
+        amax = w.detach().abs().max().reshape(1)
+    scale = torch.clamp(amax / tq.quant_max, min=EPS)
+    tq.scale = scale.tolist()
+    tq.zero_point = [0] * len(tq.scale)
+    return tq
+
+
+def fake_quant(x: torch.Tensor, tq: TensorQuant) -> torch.Tensor:
+    """Quantize-dequantize ``x`` with ``tq`` (per-channel along ``tq.axis``), float32 in and out."""
+    scale, zp = tq.scale_tensor(), tq.zero_point_tensor().float()
+    if tq.granularity == "per_channel":
+        shape = [1] * x.dim()
+        shape[tq.axis or 0] = -1
+        scale, zp = scale.view(shape), zp.view(shape)
+    q = torch.clamp(torch.round(x / scale) + zp, tq.quant_min, tq.quant_max)
+    return (q - zp) * scale

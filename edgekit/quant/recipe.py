@@ -1,0 +1,140 @@
+"""QuantRecipe: the data an algorithm hands to a target.
+
+Keys are node names of the canonical (BN-folded, exported) graph. ``layers`` holds one entry
+per conv2d/linear: its weight quantization (bits, granularity, symmetry, per-channel scales and
+zero points). ``activations`` holds one entry per tensor a full-integer backend may quantize
+(the graph input and every op output): bits, scale, zero point and the float range it came from.
+A target quantizes the tensors its own quantizer annotates and reads their parameters here.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import fx
+
+from edgekit.models.canonical import WEIGHTED_OPS, module_path
+
+RECIPE_VERSION = 1
+
+
+def int_range(bits: int, signed: bool = True, narrow: bool = False) -> tuple[int, int]:
+    """(quant_min, quant_max) of a ``bits``-bit integer; ``narrow`` drops the most negative value
+    (symmetric weights use [-127, 127] at 8 bits, as XNNPACK and TFLite require)."""
+    if signed:
+        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    return 0, 2 ** bits - 1
+
+
+@dataclass
+class TensorQuant:
+    """Quantization of one tensor: q = clamp(round(x / scale) + zero_point, quant_min, quant_max).
+
+    scale: float32 per channel (len C, along ``axis``) or per tensor (len 1); zero_point: int.
+    range_min/range_max: the float range the parameters were derived from (activations).
+    """
+    bits: int
+    granularity: str  # "per_tensor" | "per_channel"
+    symmetric: bool
+    quant_min: int
+    quant_max: int
+    axis: int | None = None
+    scale: list[float] = field(default_factory=list)
+    zero_point: list[int] = field(default_factory=list)
+    range_min: float | None = None
+    range_max: float | None = None
+
+    @property
+    def filled(self) -> bool:
+        """True once scales and zero points are set."""
+        return bool(self.scale)
+
+    def scale_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.scale, dtype=torch.float32)
+
+    def zero_point_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.zero_point, dtype=torch.int32)
+
+
+@dataclass
+class LayerQuant:
+    """A weighted op (conv2d or linear) and its weight quantization."""
+    module: str
+    op: str
+    weight: TensorQuant
+
+
+@dataclass
+class ActQuant:
+    """An activation tensor (output of ``node``, or the graph input) and its quantization."""
+    module: str
+    quant: TensorQuant
+
+
+@dataclass
+class QuantRecipe:
+    """Per-layer and per-tensor quantization of one canonical model (see the module docstring)."""
+    method: str
+    w_bits: int
+    a_bits: int
+    layers: dict[str, LayerQuant] = field(default_factory=dict)
+    activations: dict[str, ActQuant] = field(default_factory=dict)
+    version: int = RECIPE_VERSION
+
+    @property
+    def filled(self) -> bool:
+        return all(lq.weight.filled for lq in self.layers.values()) and all(
+            a.quant.filled for a in self.activations.values())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "QuantRecipe":
+        if d.get("version") != RECIPE_VERSION:
+            raise ValueError(f"recipe version {d.get('version')} is not {RECIPE_VERSION}")
+        return cls(d["method"], d["w_bits"], d["a_bits"],
+                   {k: LayerQuant(v["module"], v["op"], TensorQuant(**v["weight"])) for k, v in d["layers"].items()},
+                   {k: ActQuant(v["module"], TensorQuant(**v["quant"])) for k, v in d["activations"].items()})
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: Path) -> "QuantRecipe":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def layer_bits(self) -> dict[str, int]:
+        """Weight bit width per layer, keyed by the user's module path."""
+        return {lq.module or node: lq.weight.bits for node, lq in self.layers.items()}
+
+
+def activation_nodes(gm: fx.GraphModule) -> list[fx.Node]:
+    """Nodes whose float tensor output a full-integer backend may quantize (input + op outputs)."""
+    out = []
+    for n in gm.graph.nodes:
+        if n.op not in ("placeholder", "call_function"):
+            continue
+        val = n.meta.get("val")
+        if isinstance(val, torch.Tensor) and val.is_floating_point():
+            out.append(n)
+    return out
+
+
+def plan_recipe(gm: fx.GraphModule, method: str, w_bits: int, a_bits: int,
+                per_channel: bool = True) -> QuantRecipe:
+    """The recipe's layout before calibration: bit widths, granularity and symmetry of every
+    weight (symmetric, narrow range) and activation (affine, signed) of the canonical graph."""
+    recipe = QuantRecipe(method, w_bits, a_bits)
+    wmin, wmax = int_range(w_bits, narrow=True)
+    amin, amax = int_range(a_bits)
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and n.target in WEIGHTED_OPS:
+            gran = "per_channel" if per_channel else "per_tensor"
+            recipe.layers[n.name] = LayerQuant(module_path(n), WEIGHTED_OPS[n.target], TensorQuant(
+                w_bits, gran, True, wmin, wmax, 0 if per_channel else None))
+    for n in activation_nodes(gm):
+        recipe.activations[n.name] = ActQuant(module_path(n) or n.name, TensorQuant(a_bits, "per_tensor", False, amin, amax))
+    return recipe
