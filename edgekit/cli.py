@@ -144,7 +144,20 @@ else:
     _register_profiling(cli)
 
 
+def quiet_libraries() -> None:
+    """Keep import-time notices of torch/torchao (optional CUDA kernels, deprecations) off stderr,
+    so that a bad input gives exactly one line there."""
+    import logging
+    import warnings
+
+    import torch  # noqa: F401  (torch configures its loggers on import: set levels after it)
+    for name in ("torchao", "torch.utils._pytree", "torch._export", "torch.export", "executorch", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
 def main() -> None:
+    quiet_libraries()
     cli(prog_name="edgekit")
 
 

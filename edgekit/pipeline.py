@@ -12,6 +12,7 @@ import torch
 
 import edgekit
 from edgekit import bundle as bnd
+from edgekit.backends.base import captured_output
 from edgekit.config import VALID_BITS, RunConfig, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.datasets import load_dataset, preprocess_for
@@ -21,6 +22,9 @@ from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
 from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS
+
+
+LOWER_LOG = "lower.log"  # the converters' own output
 
 
 @dataclass
@@ -99,10 +103,11 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         artifacts = []
         t0 = time.time()
         for t in targets:
-            art = t.lower(canonical, recipe, tmp)
             fp32_dir = tmp / ".fp32"
             fp32_dir.mkdir(exist_ok=True)
-            fp32_bytes = t.lower(canonical, None, fp32_dir, "fp32").bytes
+            with captured_output(tmp / LOWER_LOG):
+                art = t.lower(canonical, recipe, tmp)
+                fp32_bytes = t.lower(canonical, None, fp32_dir, "fp32").bytes
             entry = {"file": art.path.name, "target": t.name, "format": art.format, "runtime": art.runtime,
                      "bytes": art.bytes, "sha256": art.sha256, "fp32_bytes": fp32_bytes,
                      "size_ratio_vs_fp32": round(art.bytes / fp32_bytes, 4)}

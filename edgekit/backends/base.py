@@ -4,7 +4,10 @@ artifact, and a runner that executes the artifact in its real runtime on this ma
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,3 +136,30 @@ class Target:
 def evaluate_runner(run, images: torch.Tensor) -> torch.Tensor:
     """Run ``run`` image by image (the artifact's batch is 1); returns logits float32 [N, K]."""
     return torch.cat([run(images[i:i + 1]) for i in range(len(images))])
+
+
+@contextlib.contextmanager
+def captured_output(log_path: Path):
+    """Send this process's stdout/stderr file descriptors (the converters' native logging) to
+    ``log_path`` while the block runs; on an exception the log's last lines are attached to it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except Exception as e:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            tail = Path(log_path).read_text(errors="replace").strip().splitlines()[-5:]
+            e.add_note("converter log tail:\n" + "\n".join(tail))
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])

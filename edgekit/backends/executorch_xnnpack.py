@@ -2,11 +2,12 @@
 serialized to .pte with its ETRecord (the debug map from runtime ops to the model's modules)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
-from edgekit.backends.base import Artifact, Target
+from edgekit.backends.base import Artifact, Target, captured_output
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.quant.simulate import quantize_with_recipe
@@ -48,7 +49,8 @@ class ExecuTorchXnnpack(Target):
 
     def runner(self, path: Path):
         from executorch.runtime import Runtime
-        method = Runtime.get().load_program(Path(path)).load_method("forward")
+        with captured_output(Path(os.devnull)):  # the runtime's CPU-probe notices
+            method = Runtime.get().load_program(Path(path)).load_method("forward")
 
         def run(x: torch.Tensor) -> torch.Tensor:
             return method.execute([x.contiguous()])[0].clone()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,12 +98,12 @@ def load_model(spec: str | None = None, input_shape: tuple[int, ...] | None = No
     if spec in MODELS:
         return MODELS.get(spec)()
     path = Path(spec)
+    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", spec) and not path.exists():
+        return _load_factory(spec, input_shape)
     if spec.endswith(".pt2") or path.suffix:
         if not path.is_file():
             raise UserError(f"model file {spec} does not exist; give a .pt2 file, a zoo model "
                             f"({', '.join(MODELS.names())}) or package.module:factory")
         return _load_pt2(path)
-    if ":" in spec:
-        return _load_factory(spec, input_shape)
     raise UserError(f"unknown model {spec!r}: give a zoo model ({', '.join(MODELS.names())}), "
                     "a .pt2 file or package.module:factory")

@@ -1,0 +1,21 @@
+"""Shared helpers: run the real ``edgekit`` CLI as a subprocess from the repository root."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``edgekit ARGS`` in a subprocess (cwd: repo root); returns the completed process."""
+    return subprocess.run([sys.executable, "-c", "from edgekit.cli import main; main()", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

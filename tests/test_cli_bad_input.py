@@ -1,0 +1,83 @@
+"""Bad input to ``edgekit quantize``: one line on stderr naming the problem and what to do,
+exit code 2, no traceback, and no bundle (not even a partial one) left behind."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def assert_refused(proc, out_dir, *fragments: str) -> None:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("edgekit: error: ") and "Traceback" not in proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    assert not out_dir.exists()
+    assert not list(out_dir.parent.glob(f".{out_dir.name}.*"))
+
+
+def test_missing_model_file(cli, tmp_path):
+    out = tmp_path / "bundle"
+    p = cli("quantize", str(tmp_path / "missing.pt2"), "--data-free", "--out", str(out))
+    assert_refused(p, out, "does not exist", "missing.pt2")
+
+
+def test_random_bytes_named_pt2(cli, tmp_path):
+    bad = tmp_path / "model.pt2"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    out = tmp_path / "bundle"
+    assert_refused(cli("quantize", str(bad), "--data-free", "--out", str(out)), out, "not a valid .pt2 model")
+
+
+def test_data_free_on_a_model_without_batchnorm(cli, tmp_path):
+    out = tmp_path / "bundle"
+    p = cli("quantize", "tests.fixtures.models:no_bn", "--data-free", "--out", str(out))
+    assert_refused(p, out, "no BatchNorm", "--calib")
+
+
+def test_unknown_target_lists_known_ones(cli, tmp_path):
+    out = tmp_path / "bundle"
+    p = cli("quantize", "tests.fixtures.models:tiny_bn", "--data-free", "--target", "coreml", "--out", str(out))
+    assert_refused(p, out, "unknown target 'coreml'", "executorch-xnnpack", "litert")
+
+
+def test_bit_width_the_target_cannot_run(cli, tmp_path):
+    out = tmp_path / "bundle"
+    p = cli("quantize", "tests.fixtures.models:tiny_bn", "--data-free", "--w-bits", "3",
+            "--target", "executorch-xnnpack", "--out", str(out))
+    assert_refused(p, out, "executorch-xnnpack cannot run layer conv1", "weight bit width 3", "--w-bits 8")
+
+
+def test_bit_width_outside_the_supported_set(cli, tmp_path):
+    out = tmp_path / "bundle"
+    assert_refused(cli("quantize", "--data-free", "--a-bits", "12", "--out", str(out)), out, "--a-bits 12")
+
+
+def test_calib_folder_without_images(cli, tmp_path):
+    (tmp_path / "calib").mkdir()
+    (tmp_path / "calib" / "readme.txt").write_text("no images here")
+    out = tmp_path / "bundle"
+    p = cli("quantize", "tests.fixtures.models:tiny_bn", "--calib", str(tmp_path / "calib"), "--out", str(out))
+    assert_refused(p, out, "no readable images")
+
+
+@pytest.mark.parametrize("kind", ["folder", "npz"])
+def test_calib_images_of_wrong_shape(cli, tmp_path, kind):
+    if kind == "folder":
+        (tmp_path / "calib").mkdir()
+        for i in range(2):
+            Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "calib" / f"{i}.png")
+        calib = tmp_path / "calib"
+    else:
+        calib = tmp_path / "calib.npz"
+        np.savez(calib, images=np.zeros((4, 3, 32, 32), np.uint8))
+    out = tmp_path / "bundle"
+    p = cli("quantize", "tests.fixtures.models:tiny_bn", "--calib", str(calib), "--out", str(out))
+    assert_refused(p, out, "the model takes")
+
+
+def test_data_free_with_a_method_that_needs_data(cli, tmp_path):
+    out = tmp_path / "bundle"
+    assert_refused(cli("quantize", "--data-free", "--method", "ptq", "--out", str(out)), out, "--calib")
