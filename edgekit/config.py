@@ -37,12 +37,30 @@ class SynthConfig:
 
     num_samples: images to distil; batch_size: images optimised together; iterations: Adam
     steps per batch; lr: Adam learning rate on the pixels; seed: makes the result reproducible.
+    label_loss: weight of a cross-entropy term toward a random target class per image (the class
+    prior of GDFQ, Xu et al. 2020, Sec. 3.2), which makes the logits as confident as on real
+    images; 0 gives plain ZeroQ.
+    Genie-D (``edgekit.synth.genie``) also reads: latent_dim (size of each sample's latent),
+    generator_lr / latent_lr (Adam learning rates of the generator and of the latents), swing
+    (random +-1 px shift of the input of strided convs during synthesis). ``genie()`` gives its
+    CPU-sized default budget.
     """
     num_samples: int = 64
     batch_size: int = 64
     iterations: int = 300
     lr: float = 0.5
     seed: int = 0
+    label_loss: float = 0.0
+    latent_dim: int = 256
+    generator_lr: float = 0.01
+    latent_lr: float = 0.01
+    swing: bool = True
+
+    @classmethod
+    def genie(cls, **overrides) -> "SynthConfig":
+        """Genie-D's default budget on a 2-core CPU (the paper: 1024 samples, batches of 128,
+        4000 iterations each on a GPU): 256 samples, batches of 64, 200 iterations."""
+        return cls(**{"num_samples": 256, "batch_size": 64, "iterations": 200, **overrides})
 
 
 @dataclass
@@ -51,14 +69,32 @@ class QuantConfig:
 
     w_bits / a_bits: integer bit widths in 2..8. act_estimator: "minmax", "percentile" or
     "mse" (whitepaper Sec. 3.5 lists min/max and MSE-optimal clipping). percentile: the
-    two-sided percentile for "percentile" (99.99 keeps [0.01 %, 99.99 %]).
+    two-sided percentile for "percentile" (99.99 keeps [0.01 %, 99.99 %]). bn_ranges: take the
+    ranges of BN-backed tensors from BN statistics (``edgekit.quant.bn_ranges``) at
+    ``bn_range_sigmas`` standard deviations, the calibration data's for the rest.
     """
     w_bits: int = 8
     a_bits: int = 8
     per_channel: bool = True
     act_estimator: str = "percentile"
     percentile: float = 99.99
+    bn_ranges: bool = False
+    bn_range_sigmas: float = 4.0
     bn_folding: bool = True
+    # Genie-M block reconstruction (edgekit.quant.algorithms.genie): Adam steps per block, batch
+    # size, QDrop probability, AdaRound regulariser weight, first/last layer kept at 8 bits.
+    recon_iterations: int = 400
+    recon_batch_size: int = 32
+    qdrop_p: float = 0.5
+    round_reg: float = 0.01
+    first_last_8bit: bool = True
+    # Mixed precision (edgekit.quant.mixed_precision): per-layer weight bits from {2, 4, 8}
+    # under a size budget in kB (1000 bytes) or an average bit width; layer_bits (node ->
+    # bits) is the chosen assignment the algorithms plan with.
+    mixed_precision: bool = False
+    size_budget_kb: float | None = None
+    avg_bits: float | None = None
+    layer_bits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from edgekit import bundle as bnd
 from edgekit.backends.base import captured_output
 from edgekit.config import VALID_BITS, RunConfig, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
-from edgekit.data.datasets import load_dataset, preprocess_for
+from edgekit.data.datasets import PREPROCESS, load_dataset, preprocess_for
 from edgekit.errors import UserError
 from edgekit.evaluate import float_logits, run_artifact, score, simulated_logits, top1
 from edgekit.models.canonical import CanonicalModel, canonicalize
@@ -60,6 +60,8 @@ def prepare_model(spec: str | None, input_shape: tuple[int, ...] | None = None) 
     except Exception as e:
         raise UserError(f"model {loaded.name} cannot be exported with torch.export "
                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if loaded.dataset in PREPROCESS:
+        canonical.input_bounds = PREPROCESS[loaded.dataset].bounds()
     return loaded, canonical
 
 

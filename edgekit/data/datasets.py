@@ -43,6 +43,11 @@ class Preprocess:
                             f"{self.size}x{self.size}; give images of that size")
         return np.asarray(img, dtype=np.uint8).reshape(self.size, self.size, self.channels)
 
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (lo, hi) float32 [C] of a normalised input: pixel 0 and pixel 255."""
+        mean, std = torch.tensor(self.mean), torch.tensor(self.std)
+        return (0.0 - mean) / std, (1.0 - mean) / std
+
     def tensor(self, images_u8: np.ndarray) -> torch.Tensor:
         """uint8 [N, H, W, C] -> normalised float32 [N, C, H, W]."""
         x = torch.from_numpy(np.ascontiguousarray(images_u8)).float().div_(255.0).permute(0, 3, 1, 2)

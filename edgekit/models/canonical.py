@@ -36,6 +36,8 @@ class CanonicalModel:
     unfolded: GraphModule with BN nodes (what data-free synthesis matches statistics of).
     folded: ExportedProgram with BN folded into convs (what recipes and targets refer to).
     example_input: float32 tensor [1, C, H, W]. bn_stats: keyed by the folded graph's conv node.
+    input_bounds: per-channel (lo, hi) float32 [C] of a valid input (pixels in [0, 1] after the
+    model's normalisation), when the preprocessing is known.
     """
     name: str
     unfolded: fx.GraphModule
@@ -43,6 +45,7 @@ class CanonicalModel:
     example_input: torch.Tensor
     bn_stats: dict[str, BNStats] = field(default_factory=dict)
     num_bn: int = 0
+    input_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def graph_module(self) -> fx.GraphModule:

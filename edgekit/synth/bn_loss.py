@@ -25,6 +25,7 @@ class BNStatLoss(fx.Interpreter):
                 eps = n.args[-1] if isinstance(n.args[-1], float) else 1e-5
                 self.targets[n.name] = (mean, torch.sqrt(var + eps))
         self.losses: list[torch.Tensor] = []
+        self.last_output: torch.Tensor | None = None  # the model's output of the last batch
 
     def run_node(self, n: fx.Node):
         if n.name in self.targets:
@@ -39,7 +40,8 @@ class BNStatLoss(fx.Interpreter):
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """BN-statistics loss of batch ``x`` (float32 [B, C, H, W]) averaged over the BN layers."""
         self.losses = []
-        self.run(x)
+        out = self.run(x)
+        self.last_output = out[0] if isinstance(out, (tuple, list)) else out
         return torch.stack(self.losses).mean()
 
 

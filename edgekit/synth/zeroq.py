@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgekit.config import SynthConfig
@@ -41,22 +42,37 @@ def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) 
     total = cfg.num_samples
     bar = tqdm(total=cfg.iterations * ((total + cfg.batch_size - 1) // cfg.batch_size),
                desc="ZeroQ synthesis", unit="step", disable=not progress, leave=False)
+    bounds = canonical.input_bounds
+    if bounds is not None:
+        lo, hi = (b.view(1, -1, 1, 1) for b in bounds)
     for start in range(0, total, cfg.batch_size):
         n = min(cfg.batch_size, total - start)
-        x = torch.randn((n, *shape), generator=g).requires_grad_(True)
+        x = torch.randn((n, *shape), generator=g)
+        if bounds is not None:
+            x = torch.maximum(torch.minimum(x, hi), lo)
+        x.requires_grad_(True)
+        labels = None
         opt = torch.optim.Adam([x], lr=cfg.lr)
         for _ in range(cfg.iterations):
             opt.zero_grad(set_to_none=True)
             loss = bn_loss.loss(x) + input_prior_loss(x)
+            if cfg.label_loss > 0:
+                logits = bn_loss.last_output
+                if labels is None:
+                    labels = torch.randint(0, logits.shape[1], (n,), generator=g)
+                loss = loss + cfg.label_loss * F.cross_entropy(logits, labels)
             loss.backward()
             opt.step()
+            if bounds is not None:  # keep pixels inside the valid image range
+                with torch.no_grad():
+                    x.copy_(torch.maximum(torch.minimum(x, hi), lo))
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         batches.append(x.detach())
     bar.close()
     return CalibrationSource(torch.cat(batches), {
         "kind": "synthetic", "method": "zeroq", "num_samples": total, "seed": cfg.seed,
-        "iterations": cfg.iterations, "seconds": round(time.time() - t0, 2)})
+        "iterations": cfg.iterations, "label_loss": cfg.label_loss, "seconds": round(time.time() - t0, 2)})
 
 
 SYNTHESIZERS.register("zeroq", distill)

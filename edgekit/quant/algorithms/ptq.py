@@ -10,6 +10,7 @@ from edgekit.config import QuantConfig
 from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import CanonicalModel, get_attr_tensor
 from edgekit.quant.algorithms import Algorithm
+from edgekit.quant.bn_ranges import analytic_ranges
 from edgekit.quant.qparams import fill_affine, fill_weight
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
 from edgekit.quant.stats import collect_activation_samples, estimate_range
@@ -30,8 +31,13 @@ def calibrate(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSou
         fill_weight(lq.weight, get_attr_tensor(gm, nodes[name].args[1]))
     batches = tqdm(list(calib), desc="calibration", unit="batch", disable=not progress, leave=False)
     samples = collect_activation_samples(gm, batches, recipe.activations)
+    analytic = analytic_ranges(gm, canonical.bn_stats, cfg.bn_range_sigmas) if cfg.bn_ranges else {}
+    if canonical.input_bounds is not None:  # a valid image spans the preprocessing's range
+        for n in gm.graph.nodes:
+            if n.op == "placeholder" and n.name in recipe.activations:
+                analytic[n.name] = (float(canonical.input_bounds[0].min()), float(canonical.input_bounds[1].max()))
     for name, aq in recipe.activations.items():
-        lo, hi = estimate_range(samples[name], cfg.act_estimator, aq.quant.bits, cfg.percentile)
+        lo, hi = analytic.get(name) or estimate_range(samples[name], cfg.act_estimator, aq.quant.bits, cfg.percentile)
         fill_affine(aq.quant, lo, hi)
     return recipe
 

@@ -1,0 +1,391 @@
+"""ExecuTorch (.pte) runner: the ExecuTorch runtime with ETDump, mapped to modules via the ETRecord.
+
+Mapping. Non-delegated operators carry debug handles in the ETDump; the ETRecord's edge program
+maps each handle to the graph node and its ``nn_module_stack`` (the user's module path).
+XNNPACK-delegated operators are logged by XNNPACK operator name only ("Convolution (NHWC, QC8)
+IGEMM #2"), with no handle. The delegate payload inside the .pte, however, lists its nodes in
+execution order, each with the debug handle of the graph node it came from. We read those nodes
+(the payload's flatbuffer, decoded with the ``flatc`` and schema that ship in the executorch
+wheel) and align the runtime's operators to them in order, matching operator kinds
+(a Convolution event takes the next Conv2d/DepthwiseConv2d node, etc.). Nodes XNNPACK fused away
+are skipped by the alignment. Layout transposes the delegate inserted have no handle; they are
+attributed to the next mapped node (``mapping: "adjacent"``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import sys
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import UserError
+from edgekit.profiling.trace import Event, Trace
+
+DEFAULT_DEBUG_HANDLE = 65535  # XNNPACK's "no handle" value
+_RUNTIME_SPANS = ("Method::execute", "Method::init", "Program::load_method")
+_QDQ = ("quantize_per", "dequantize_per", "choose_qparams", "getitem")
+
+
+@dataclass
+class ModuleInfo:
+    """Where a debug handle comes from: module path (``layer1.0.conv1``; ``""`` = top level),
+    its class, the outer-to-inner path list, and the graph node name."""
+
+    path: str
+    type: str | None
+    hierarchy: list[str]
+    node: str
+
+
+def debug_handle_map(etrecord: str | Path) -> dict[int, ModuleInfo]:
+    """Debug handle -> ModuleInfo from an ETRecord file's edge program.
+
+    Where several nodes share a handle (quantize/dequantize around a compute op), the compute
+    op's module wins. Raises UserError when the file is not a readable ETRecord.
+    """
+    from executorch.devtools import parse_etrecord
+
+    try:
+        rec = parse_etrecord(str(etrecord))
+    except Exception as e:  # a damaged zip, a wrong file
+        raise UserError(f"ETRecord {Path(etrecord).name} cannot be read ({type(e).__name__}: {e}); "
+                        "re-create the bundle with 'edgekit quantize'") from None
+    out: dict[int, tuple[int, ModuleInfo]] = {}
+    programs = []
+    if rec.edge_dialect_program is not None:
+        programs.append(rec.edge_dialect_program)
+    for gm_prog in programs:
+        gm = gm_prog.graph_module
+        for node in _walk_nodes(gm):
+            h = node.meta.get("debug_handle")
+            if h is None:
+                continue
+            handles = h if isinstance(h, (list, tuple)) else [h]
+            info = _module_of(node)
+            rank = 0 if any(q in str(node.target) for q in _QDQ) else 1
+            rank += 1 if info.path else 0
+            for hh in handles:
+                if hh not in out or rank > out[int(hh)][0]:
+                    out[int(hh)] = (rank, info)
+    return {h: info for h, (_, info) in out.items()}
+
+
+def _walk_nodes(gm):
+    # the edge program's nodes, plus those inside lowered (delegated) submodules
+    for node in gm.graph.nodes:
+        if node.op == "call_function":
+            yield node
+    for _, child in gm.named_children():
+        orig = getattr(child, "original_module", None)
+        if orig is not None:
+            yield from _walk_nodes(orig.graph_module)
+
+
+def _module_of(node) -> ModuleInfo:
+    stack = node.meta.get("nn_module_stack") or {}
+    entries = [v for v in stack.values() if isinstance(v, (tuple, list)) and len(v) >= 2]
+    paths = [str(p) for p, _ in entries if str(p)]
+    types = [t for p, t in entries if str(p)]
+    tname = types[-1] if types else None
+    if tname is not None and not isinstance(tname, str):
+        tname = getattr(tname, "__qualname__", str(tname))
+    return ModuleInfo(path=paths[-1] if paths else "", type=tname, hierarchy=paths, node=node.name)
+
+
+# ---- XNNPACK payload ---------------------------------------------------------------------------
+# runtime operator name prefix -> kind; payload node type -> kind
+_EVENT_KIND = {
+    "convolution": "conv", "deconvolution": "deconv", "fully connected": "fc",
+    "batch matrix multiply": "bmm", "mean": "reduce", "sum": "reduce",
+    "global average pooling": "reduce", "average pooling": "avgpool", "max pooling": "maxpool",
+    "argmax pooling": "maxpool", "add": "add", "multiply": "mul", "subtract": "sub",
+    "divide": "div", "clamp": "clamp", "convert": "convert", "transpose": "transpose",
+    "static reshape": "reshape", "reshape": "reshape", "copy": "reshape",
+    "concatenate": "concat", "sigmoid": "sigmoid", "hardswish": "hardswish", "softmax": "softmax",
+    "constant pad": "pad", "leaky relu": "leakyrelu", "elu": "elu", "tanh": "tanh",
+    "slice": "slice", "resize bilinear": "resize", "square root": "sqrt", "negate": "neg",
+    "abs": "abs", "floor": "floor", "ceiling": "ceil", "maximum": "max", "minimum": "min",
+    "square": "square", "prelu": "prelu", "exp": "exp", "log": "log", "gelu": "gelu",
+}
+_NODE_KIND = {
+    "conv2d": "conv", "depthwiseconv2d": "conv", "convtranspose2d": "deconv",
+    "fullyconnected": "fc", "batchmatrixmultiply": "bmm", "globalavgpooling2d": "reduce",
+    "staticmeannd": "reduce", "staticsumnd": "reduce", "avgpooling2d": "avgpool",
+    "maxpooling2d": "maxpool", "argmaxpooling2d": "maxpool", "add": "add", "multiply": "mul",
+    "subtract": "sub", "div": "div", "clamp": "clamp", "convert": "convert",
+    "statictranspose": "transpose", "staticreshape": "reshape", "copy": "reshape",
+    "concatenate2": "concat", "concatenate3": "concat", "concatenate4": "concat",
+    "concatenate5": "concat", "sigmoid": "sigmoid", "hardswish": "hardswish", "softmax": "softmax",
+    "staticconstantpad": "pad", "leakyrelu": "leakyrelu", "elu": "elu", "tanh": "tanh",
+    "staticslice": "slice", "staticresizebilinear2d": "resize", "squareroot": "sqrt",
+    "negate": "neg", "abs": "abs", "floor": "floor", "ceiling": "ceil", "maximum2": "max",
+    "minimum2": "min", "square": "square", "prelu": "prelu", "exp": "exp", "log": "log",
+    "gelu": "gelu",
+}
+
+
+def event_kind(name: str) -> str:
+    """Kind of an XNNPACK runtime operator from its label (text before the first '(' or '#')."""
+    base = re.split(r"[(#]", name, maxsplit=1)[0].strip().lower()
+    return _EVENT_KIND.get(base, re.sub(r"[^a-z0-9]", "", base))
+
+
+def _node_kind(union_type: str) -> str:
+    t = union_type.lower()
+    t = t[3:] if t.startswith("xnn") else t
+    return _NODE_KIND.get(t, t)
+
+
+def xnnpack_nodes(pte: str | Path) -> list[tuple[str, int | None]]:
+    """The XNNPACK delegate nodes of a .pte in execution order, as ``(kind, debug_handle)``
+    (handle None where the delegate inserted the node). Empty when the program has no XNNPACK
+    delegate or the payload cannot be decoded (then delegated events stay unmapped)."""
+    try:
+        import executorch
+        from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+        from executorch.exir._serialize._program import deserialize_pte_binary
+    except ImportError:
+        return []
+    root = Path(list(executorch.__path__)[0])
+    flatc = root / "data" / "bin" / "flatc"
+    schema = root / "backends" / "xnnpack" / "serialization" / "schema.fbs"
+    if not flatc.exists() or not schema.exists():
+        return []
+    program = deserialize_pte_binary(Path(pte).read_bytes()).program
+    nodes: list[tuple[str, int | None]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for plan in program.execution_plan:
+            for i, d in enumerate(plan.delegates):
+                if "xnnpack" not in d.id.lower():
+                    continue
+                data = program.backend_delegate_data[d.processed.index].data
+                try:
+                    h = XNNHeader.from_bytes(data[:XNNHeader.EXPECTED_LENGTH])
+                    fb = data[h.flatbuffer_offset:h.flatbuffer_offset + h.flatbuffer_size]
+                except ValueError:  # an old payload without the header
+                    fb = data
+                src = Path(tmp) / f"{plan.name}_{i}.bin"
+                src.write_bytes(fb)
+                r = subprocess.run([str(flatc), "--json", "--strict-json", "--raw-binary",
+                                    "-o", tmp, str(schema), "--", str(src)],
+                                   capture_output=True, text=True, timeout=60)
+                out = src.with_suffix(".json")
+                if r.returncode != 0 or not out.exists():
+                    return []
+                # flatc writes inf/nan bare for float fields such as output_max; JSON has none
+                text = re.sub(r"(?<=[:\s\[,])-?(inf|nan|infinity)\b", "null", out.read_text())
+                for xn in json.loads(text).get("xnodes", []):
+                    dh = xn.get("debug_handle")
+                    nodes.append((_node_kind(xn.get("xnode_union_type", "")),
+                                  None if dh in (None, DEFAULT_DEBUG_HANDLE) else int(dh)))
+    return nodes
+
+
+def align(event_names: list[str], nodes: list[tuple[str, int | None]]) -> list[int | None]:
+    """Index into ``nodes`` for each delegated event (None when no node fits).
+
+    Monotonic greedy alignment: each event takes the next node of the same kind at or after the
+    previous match; unmatched events do not advance the cursor."""
+    out: list[int | None] = []
+    cur = 0
+    for name in event_names:
+        k = event_kind(name)
+        j = next((j for j in range(cur, len(nodes)) if nodes[j][0] == k), None)
+        out.append(j)
+        if j is not None:
+            cur = j + 1
+    return out
+
+
+# ---- ETDump -> events ---------------------------------------------------------------------------
+def events_from_etdump(etdump: Path, etrecord: Path | None, pte: Path, runs: int,
+                       debug_buffer: Path | None = None) -> tuple[list[Event], dict[str, Any]]:
+    """Per-operator events (last ``runs`` executions of each, ms) from an ETDump, mapped to
+    modules through ``etrecord`` (when given) and the .pte's XNNPACK payload.
+
+    Returns ``(events, extra)``; ``extra`` holds ``delegate_call_ms`` (per run, summed over
+    delegate calls) and ``method_execute_ms`` (per run, when the runtime logged it). Raises UserError when the ETDump cannot be parsed.
+    """
+    from executorch.devtools import Inspector
+
+    kwargs: dict[str, Any] = {"etdump_path": str(etdump)}
+    if etrecord is not None:
+        kwargs["etrecord"] = str(etrecord)
+    if debug_buffer is not None and debug_buffer.exists() and debug_buffer.stat().st_size:
+        kwargs["debug_buffer_path"] = str(debug_buffer)
+    try:
+        insp = Inspector(**kwargs)
+    except Exception as e:
+        raise UserError(f"cannot parse the ETDump/ETRecord pair ({type(e).__name__}: {e}); check "
+                        "that the ETRecord belongs to this .pte") from None
+    handles = debug_handle_map(etrecord) if etrecord is not None else {}
+    xnodes = xnnpack_nodes(pte) if handles else []
+
+    raw_events = []
+    for block in insp.event_blocks:
+        if block.name == "Default":  # program load and method init, not inference
+            continue
+        for ev in block.events:
+            perf = getattr(ev, "perf_data", None)
+            if perf is None or not perf.raw:
+                continue
+            raw_events.append(ev)
+
+    delegate_ms: list[float] = []
+    method_ms: list[float] = []
+    events: list[Event] = []
+    delegated = [ev for ev in raw_events if ev.is_delegated_op]
+    slots = align([ev.name for ev in delegated], xnodes) if xnodes else [None] * len(delegated)
+    slot_of = {id(ev): s for ev, s in zip(delegated, slots)}
+    for order, ev in enumerate(raw_events):
+        vals = [float(v) for v in ev.perf_data.raw][-runs:]
+        if ev.name == "DELEGATE_CALL":
+            delegate_ms = [a + b for a, b in zip(delegate_ms, vals)] if delegate_ms else vals
+            continue
+        if ev.name in _RUNTIME_SPANS:  # whole-method spans, not operators
+            if ev.name == "Method::execute":
+                method_ms = vals
+            continue
+        info: ModuleInfo | None = None
+        mapping = None
+        if ev.is_delegated_op:
+            j = slot_of.get(id(ev))
+            if j is not None:
+                h = xnodes[j][1]
+                if h is not None and h in handles:
+                    info, mapping = handles[h], "debug_handle"
+                else:  # inserted by the delegate: take the next node that has a handle
+                    nxt = [n[1] for n in xnodes[j + 1:] if n[1] in handles] or \
+                          [n[1] for n in reversed(xnodes[:j]) if n[1] in handles]
+                    if nxt:
+                        info, mapping = handles[nxt[0]], "adjacent"
+            op = re.split(r"\s*#\d+$", ev.name)[0]
+        else:
+            hs = [h for h in (ev.debug_handles if isinstance(ev.debug_handles, (list, tuple))
+                              else [ev.debug_handles]) if h is not None]
+            cands = [handles[h] for h in hs if h in handles]
+            if cands:
+                info, mapping = max(cands, key=lambda m: len(m.hierarchy)), "debug_handle"
+            op = (ev.op_types[0] if getattr(ev, "op_types", None) else ev.name)
+        events.append(Event(
+            name=ev.name, backend_op=op, durations_ms=vals,
+            backend=getattr(ev, "delegate_backend_name", None) or None,
+            delegated=bool(ev.is_delegated_op),
+            module=info.path if info else None, module_type=info.type if info else None,
+            module_hierarchy=list(info.hierarchy) if info else [], mapping=mapping, order=order))
+    return events, {"delegate_call_ms": delegate_ms, "method_execute_ms": method_ms}
+
+
+# ---- runner -----------------------------------------------------------------------------------
+def _runtime():
+    from edgekit.profiling.runners import missing_runtime
+
+    try:
+        from executorch.runtime import Runtime
+        import executorch.version as v
+    except ImportError as e:
+        raise missing_runtime("executorch", e) from None
+    try:  # non-delegated quantized ops need the quantized kernels registered
+        import executorch.kernels.quantized  # noqa: F401
+    except Exception:
+        pass
+    return Runtime.get(), getattr(v, "__version__", "?")
+
+
+class _Captured:
+    text = ""
+
+
+@contextlib.contextmanager
+def _native_stderr():
+    """Send fd 2 (and sys.stderr) to a temporary file while the C++ runtime loads (it logs there directly), so
+    a failed load gives one clean error line; the text is kept on the yielded object."""
+    cap = _Captured()
+    sys.stderr.flush()
+    saved, saved_py = os.dup(2), sys.stderr
+    buf = io.StringIO()  # the pybindings may route the log through sys.stderr instead
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        sys.stderr = buf
+        try:
+            yield cap
+        finally:
+            sys.stderr = saved_py
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            cap.text = tmp.read().decode(errors="replace") + buf.getvalue()
+
+
+def load(path: Path, trace_ops: bool):
+    """Load ``path``'s forward method; raises UserError for a corrupted or foreign file."""
+    rt, version = _runtime()
+    with _native_stderr() as log:
+        try:
+            program = rt.load_program(str(path), enable_etdump=trace_ops, debug_buffer_size=0)
+            method = program.load_method("forward")
+            err = None
+        except Exception as e:
+            err = e
+    if err is not None:
+        native = [ln.split("] ", 1)[-1] for ln in log.text.splitlines() if ln.strip()]
+        why = native[-1] if native else str(err)
+        raise UserError(f"cannot load {path.name} with ExecuTorch ({why}): the file is corrupted "
+                        "or not a .pte; re-create it with 'edgekit quantize'")
+    if method is None:
+        raise UserError(f"{path.name} has no 'forward' method")
+    return program, method, version
+
+
+def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
+    """Profile a .pte: ``spec.warmup_runs`` + ``spec.runs`` executions of ``forward`` on one
+    reproducible random input; end-to-end latency per timed run (ms) from the wall clock and,
+    with ``spec.trace_ops``, per-operator events from the ETDump. Raises UserError for a
+    corrupted .pte or ETRecord and when executorch is not installed."""
+    import torch
+
+    from edgekit.profiling.runners import make_input, timed_loop
+
+    if spec.threads:
+        try:
+            from executorch.extension.pybindings import portable_lib
+            portable_lib._unsafe_reset_threadpool(int(spec.threads))
+        except Exception:
+            pass
+    program, method, version = load(path, spec.trace_ops)
+    metas = [method.metadata.input_tensor_meta(i) for i in range(method.metadata.num_inputs())]
+    if spec.input_shape and len(metas) == 1:
+        shapes = [list(spec.input_shape)]
+    else:
+        shapes = [list(m.sizes()) for m in metas]
+    inputs = [torch.from_numpy(make_input(s, spec.input_dtype or "float32", seed=i))
+              for i, s in enumerate(shapes)]
+    try:
+        lat = timed_loop(lambda: method.execute(inputs), int(spec.warmup_runs), int(spec.runs))
+    except Exception as e:
+        raise UserError(f"{path.name} failed to run in ExecuTorch ({e}); check the input shape "
+                        f"{shapes} against the model") from None
+    md = dict(metadata, runtime_version=version, tracing="etdump" if spec.trace_ops else "none",
+              input_shapes=shapes, etrecord=etrecord.name if etrecord else None)
+    events: list[Event] = []
+    if spec.trace_ops:
+        with tempfile.TemporaryDirectory() as tmp:
+            etdump = Path(tmp) / "trace.etdp"
+            debug = Path(tmp) / "debug.bin"
+            program.write_etdump_result_to_file(str(etdump), str(debug))
+            events, extra = events_from_etdump(etdump, etrecord, path, int(spec.runs), debug)
+        md["delegate_call_ms_p50"] = _p50(extra.get("delegate_call_ms") or [])
+    return Trace(metadata=md, latency_ms=lat, events=events)
+
+
+def _p50(xs: list[float]) -> float | None:
+    from edgekit.profiling.trace import stats
+
+    return stats(xs)["p50"] if xs else None

@@ -1,0 +1,66 @@
+"""Local profiling of the fixture bundle in the real runtimes (ExecuTorch, LiteRT, onnxruntime)."""
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.profiling.cli import main as cli
+from edgekit.profiling.job import resolve
+from edgekit.profiling.trace import Trace
+from edgekit.profiling.transports import job_spec_for, make_transport
+
+
+def _profile(path, runtime=None, runs=5):
+    art = resolve(path, runtime)
+    return make_transport("local").profile(art, job_spec_for(art, 2, runs))
+
+
+def test_pte_events_map_to_user_modules(bundle):
+    t = _profile(bundle, "executorch")
+    assert len(t.latency_ms) == 5 and t.metadata["tracing"] == "etdump"
+    assert all(len(e.durations_ms) == 5 for e in t.events)
+    convs = [e for e in t.events if e.backend_op.startswith("Convolution")]
+    # in execution order: stem, then layer1.0.conv1 (BN folded into it by the quantizer flow)
+    assert [e.module for e in convs] == ["stem", "layer1.0.conv1"]
+    assert convs[1].module_hierarchy == ["layer1", "layer1.0", "layer1.0.conv1"]
+    assert {e.module for e in t.events if e.backend_op.startswith("Fully")} == {"fc"}
+    assert t.mapping_coverage() >= 0.95
+
+
+def test_tflite_and_onnx_run(bundle):
+    t = _profile(bundle, "litert")
+    assert t.metadata["runtime"] == "litert" and len(t.latency_ms) == 5 and not t.events
+    o = _profile(bundle, "onnxruntime")
+    assert o.events and all(len(e.durations_ms) == 5 for e in o.events)
+    assert "fc" in {e.module for e in o.events}
+
+
+def test_single_artifact_finds_its_etrecord(bundle, tmp_path):
+    for f in ("model.pte", "model.etrecord"):
+        shutil.copy(bundle / f, tmp_path / f)
+    art = resolve(tmp_path / "model.pte")
+    assert art.etrecord == tmp_path / "model.etrecord" and art.input_shape is None
+
+
+def test_cli_profile_writes_trace_chrome_and_plot(bundle, tmp_path):
+    r = CliRunner().invoke(cli, ["profile", str(bundle), "--device", "local", "--warmup-runs", "2",
+                                 "--runs", "5", "--trace-out", str(tmp_path / "t.json"),
+                                 "--chrome-trace", str(tmp_path / "c.json"),
+                                 "--plot", str(tmp_path / "p.png")])
+    assert r.exit_code == 0, r.output
+    assert "latency p50" in r.output and "layer1.0.conv1" in r.output
+    t = Trace.load(tmp_path / "t.json")
+    assert t.metadata["artifact"] == "model.pte" and t.metadata["runs"] == 5
+    assert t.metadata["artifact_sha256"] == json.loads((bundle / "manifest.json").read_text())[
+        "artifacts"][0]["sha256"]
+    assert json.loads((tmp_path / "c.json").read_text())["traceEvents"]
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+    r2 = CliRunner().invoke(cli, ["profile", str(bundle), "--runtime", "onnx", "--runs", "3",
+                                  "--warmup-runs", "1", "--trace-out", str(tmp_path / "o.json")])
+    assert r2.exit_code == 0, r2.output
+    r3 = CliRunner().invoke(cli, ["trace", "compare", str(tmp_path / "t.json"),
+                                  str(tmp_path / "o.json"), "--plot", str(tmp_path / "cmp.png")])
+    assert r3.exit_code == 0, r3.output
+    assert "fc" in r3.output and (tmp_path / "cmp.png").exists()

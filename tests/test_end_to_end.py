@@ -1,0 +1,79 @@
+"""The main job on the real reference model, through the real CLI, with small budgets so that it
+fits CI: data-free quantization, both artifacts run in their runtimes, the bundle checked."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--num-samples", "16", "--iterations", "40", "--eval-samples", "400", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from tests.conftest import run_cli
+    out = tmp_path_factory.mktemp("e2e") / "bundle"
+    proc = run_cli("quantize", "--data-free", "--out", str(out), *SMALL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_bundle_has_artifacts_and_manifest(bundle):
+    out, proc = bundle
+    m = json.loads((out / "manifest.json").read_text())
+    q = m["quantization"]
+    assert q["method"] == "zeroq" and q["data_free"] is True and q["w_bits"] == 8 and q["a_bits"] == 8
+    assert q["calibration"]["kind"] == "synthetic" and q["calibration"]["num_samples"] == 16
+    assert q["calibration"]["seed"] == 0 and q["calibration"]["seconds"] > 0
+    files = {a["file"]: a for a in m["artifacts"]}
+    assert set(files) == {"model.pte", "model.tflite"}
+    for name, a in files.items():
+        data = (out / name).read_bytes()
+        assert a["bytes"] == len(data) and a["sha256"] == hashlib.sha256(data).hexdigest()
+        assert a["bytes"] <= 0.35 * a["fp32_bytes"]
+    assert (out / files["model.pte"]["etrecord"]).stat().st_size > 0
+    assert not list(out.parent.glob(".bundle.*"))
+    assert "model.pte" in proc.stdout and "fp32 top-1" in proc.stdout
+
+
+def test_artifacts_match_fp32_and_simulation(bundle):
+    out, _ = bundle
+    ev = json.loads((out / "manifest.json").read_text())["evaluation"]
+    assert ev["dataset"] == "fashion-mnist" and ev["num_samples"] == 400
+    assert ev["fp32_top1"] > 0.9
+    assert {r["runtime"] for r in ev["results"]} == {"executorch", "litert"}
+    for r in ev["results"]:
+        assert 0 <= r["top1"] <= 1
+        assert r["top1"] >= ev["fp32_top1"] - 0.03, r
+        assert r["agreement_with_simulation"] >= 0.99, r
+
+
+def test_eval_command_reproduces_the_manifest(bundle, cli):
+    out, _ = bundle
+    proc = cli("eval", str(out / "model.tflite"), "--limit", "400", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    want = {r["file"]: r for r in json.loads((out / "manifest.json").read_text())["evaluation"]["results"]}
+    (r,) = got["results"]
+    assert r["top1"] == want["model.tflite"]["top1"]
+    assert r["agreement_with_simulation"] == want["model.tflite"]["agreement_with_simulation"]
+
+
+def test_real_calibration_through_calib_npz(tmp_path, cli):
+    from edgekit.data.fashion_mnist import load_split
+    images, _ = load_split("test")
+    np.savez(tmp_path / "calib.npz", images=images[-64:])
+    out = tmp_path / "real"
+    proc = cli("quantize", "--calib", str(tmp_path / "calib.npz"), "--target", "litert", "--out", str(out),
+               "--eval-samples", "300", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["quantization"]["method"] == "ptq" and m["quantization"]["data_free"] is False
+    assert m["quantization"]["calibration"]["kind"] == "real"
+    assert m["quantization"]["calibration"]["num_samples"] == 64
+    (r,) = m["evaluation"]["results"]
+    assert r["agreement_with_simulation"] >= 0.99 and r["top1"] >= m["evaluation"]["fp32_top1"] - 0.03
