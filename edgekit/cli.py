@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgekit.config import QuantConfig, RunConfig, SynthConfig
+from edgekit.config import QuantConfig, RunConfig
 from edgekit.errors import UserError
 
 
@@ -56,7 +56,7 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--method", default=None, help="Quantization method (default: zeroq with --data-free, ptq with --calib).")
 @click.option("--w-bits", type=int, default=8, show_default=True, help="Weight bit width.")
 @click.option("--a-bits", type=int, default=8, show_default=True, help="Activation bit width.")
-@click.option("--target", "targets", multiple=True, help="Target backend, repeatable (default: executorch-xnnpack and litert).")
+@click.option("--target", "targets", multiple=True, help="Target backend, repeatable (default: executorch-xnnpack and litert where they run the recipe, else simulation).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edgekit-bundle"), show_default=True,
               help="Bundle directory to write.")
 @click.option("--act-estimator", type=click.Choice(["minmax", "percentile", "mse"]), default="percentile",
@@ -66,29 +66,46 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--num-samples", type=int, default=None, help="Synthetic images to distil (data-free).")
 @click.option("--iterations", type=int, default=None, help="Synthesis optimisation steps per batch.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis.")
+@click.option("--label-loss", type=float, default=None,
+              help="Weight of the class prior in synthesis (cross-entropy to random classes; 0: plain ZeroQ).")
+@click.option("--bn-ranges", type=click.Choice(["off", "union", "replace"]), default=None,
+              help="BN-backed tensors' ranges from BN statistics: off, union with the data's, or replace "
+                   "(default: the model's data-free setting with --data-free, off with --calib).")
 @click.option("--calib-samples", type=int, default=512, show_default=True, help="Real images to calibrate on, at most.")
 @click.option("--dataset", default=None, help="Evaluation data set (default: the model's).")
 @click.option("--eval-samples", type=int, default=None, help="Evaluate on the first N images only.")
 @click.option("--input-shape", default=None, help="N,C,H,W for package.module:factory models.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--mixed-precision", is_flag=True,
+              help="Per-layer weight bits from {2,4,8} on the ZeroQ sensitivity Pareto frontier (needs a budget).")
+@click.option("--size-budget-kb", type=float, default=None, help="Mixed precision: weight size budget in kB (1000 bytes).")
+@click.option("--avg-bits", type=float, default=None, help="Mixed precision: average weight bit width budget.")
+@click.option("--recon-iterations", type=int, default=None, help="Genie-M reconstruction steps per block.")
 def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, act_estimator, percentile, per_tensor,
-             num_samples, iterations, seed, calib_samples, dataset, eval_samples, input_shape, no_progress) -> None:
+             num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_samples, input_shape, no_progress,
+             mixed_precision, size_budget_kb, avg_bits, recon_iterations) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
     ResNet-20), lower it for each target, evaluate the artifacts in their runtimes, write a bundle."""
     from edgekit.pipeline import quantize as run
     from edgekit.report import summary_table
 
-    synth = SynthConfig(seed=seed)
+    synth = {"seed": seed}
     if num_samples is not None:
-        synth.num_samples = num_samples
-        synth.batch_size = min(synth.batch_size, num_samples)
+        synth.update(num_samples=num_samples, batch_size=min(64, num_samples))
     if iterations is not None:
-        synth.iterations = iterations
+        synth["iterations"] = iterations
+    if label_loss is not None:
+        synth["label_loss"] = label_loss
     cfg = RunConfig(model=model or "resnet20_fmnist", method=method or ("zeroq" if data_free or not calib else "ptq"),
                     data_free=data_free, calib_path=calib, calib_samples=calib_samples,
-                    targets=list(targets) or ["executorch-xnnpack", "litert"],
+                    targets=list(targets),  # none: the deployable defaults that run the recipe, else simulation
                     quant=QuantConfig(w_bits=w_bits, a_bits=a_bits, per_channel=not per_tensor,
-                                      act_estimator=act_estimator, percentile=percentile), synth=synth)
+                                      act_estimator=act_estimator, percentile=percentile,
+                                      mixed_precision=mixed_precision, size_budget_kb=size_budget_kb, avg_bits=avg_bits),
+                    synth_overrides=synth,
+                    quant_overrides={} if bn_ranges is None else {"bn_ranges": bn_ranges})
+    if recon_iterations is not None:
+        cfg.quant.recon_iterations = recon_iterations
     log = (lambda m: None) if no_progress else (lambda m: click.echo(m, err=True))
     result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log)
     click.echo(summary_table(result.manifest))

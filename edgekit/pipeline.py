@@ -2,6 +2,7 @@
 runtime, and write the bundle. ``edgekit quantize`` and the benchmarks call ``quantize``."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import platform
 import time
@@ -13,7 +14,7 @@ import torch
 import edgekit
 from edgekit import bundle as bnd
 from edgekit.backends.base import captured_output
-from edgekit.config import VALID_BITS, RunConfig, to_dict
+from edgekit.config import VALID_BITS, RunConfig, SynthConfig, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.datasets import PREPROCESS, load_dataset, preprocess_for
 from edgekit.errors import UserError
@@ -25,6 +26,10 @@ from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS
 
 
 LOWER_LOG = "lower.log"  # the converters' own output
+
+
+# With --data-free, BN-backed tensors take BN-analytic ranges at 6 sigma (measured: README, "Data-free").
+DATA_FREE_QUANT = {"bn_ranges": "replace", "bn_range_sigmas": 6.0}
 
 
 @dataclass
@@ -48,8 +53,58 @@ def validate(cfg: RunConfig) -> None:
     if cfg.data_free and algo.synthesizer is None:
         raise UserError(f"--method {cfg.method} needs real calibration data: give --calib PATH, "
                         f"or use a data-free method ({', '.join(n for n in ALGORITHMS.names() if ALGORITHMS.get(n).synthesizer)})")
-    if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
-        raise UserError("--num-samples must be at least 1 and --iterations at least 0")
+    validate_mixed_precision(cfg)
+
+
+def validate_mixed_precision(cfg: RunConfig) -> None:
+    """--mixed-precision flags: a method that honours per-layer bits, one budget, targets that
+    run 2- and 4-bit weights. Raises UserError."""
+    q = cfg.quant
+    if not q.mixed_precision and (q.size_budget_kb is not None or q.avg_bits is not None):
+        raise UserError("--size-budget-kb / --avg-bits choose per-layer bit widths: add --mixed-precision")
+    if not q.mixed_precision:
+        return
+    if not ALGORITHMS.get(cfg.method).mixed_precision:
+        raise UserError(f"--method {cfg.method} does not support --mixed-precision: use one of "
+                        f"{', '.join(n for n in ALGORITHMS.names() if ALGORITHMS.get(n).mixed_precision)}")
+    if (q.size_budget_kb is None) == (q.avg_bits is None):
+        raise UserError("--mixed-precision needs exactly one budget: --size-budget-kb K or --avg-bits B")
+    if q.size_budget_kb is not None and q.size_budget_kb <= 0:
+        raise UserError(f"--size-budget-kb {q.size_budget_kb:g} must be positive")
+    if q.avg_bits is not None and not 2 <= q.avg_bits <= 8:
+        raise UserError(f"--avg-bits {q.avg_bits:g} is outside [2, 8]: per-layer widths come from {{2, 4, 8}}")
+    for t in cfg.targets:
+        bits = TARGETS.get(t).profile.constraints.weight_bits
+        if not {2, 4} <= set(bits):
+            raise UserError(f"target {t} runs weight bit widths {list(bits)} only, and --mixed-precision picks "
+                            "2, 4 or 8 bits per layer: use --target simulation (or no --target)")
+
+
+DEPLOYABLE_DEFAULTS = ("executorch-xnnpack", "litert")
+
+
+def resolve_targets(cfg: RunConfig, plan: QuantRecipe, log=print) -> list:
+    """The targets to lower for. Named targets must accept ``plan`` (check() raises UserError);
+    with none named, the deployable defaults that accept it, else ``simulation`` (the bundle then
+    records simulated accuracy, marked "runtime": "simulation")."""
+    if cfg.targets:
+        targets = [TARGETS.get(t) for t in cfg.targets]
+        for t in targets:
+            t.check(plan)
+        return targets
+    ok, why = [], []
+    for name in DEPLOYABLE_DEFAULTS:
+        t = TARGETS.get(name)
+        try:
+            t.check(plan)
+            ok.append(t)
+        except UserError as e:
+            why.append(str(e))
+    if ok and not cfg.quant.mixed_precision:
+        return ok
+    log("no deployable target runs this recipe (" + (why[0] if why else "mixed precision") +
+        "); the bundle holds the PyTorch simulation, marked runtime 'simulation'")
+    return [TARGETS.get("simulation")]
 
 
 def prepare_model(spec: str | None, input_shape: tuple[int, ...] | None = None) -> tuple[LoadedModel, CanonicalModel]:
@@ -84,24 +139,47 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
     timings: dict[str, float] = {}
     t_all = time.time()
     loaded, canonical = prepare_model(cfg.model, input_shape)
-    targets = [TARGETS.get(t) for t in cfg.targets]
+    base = cfg.synth or loaded.synth
+    if cfg.synth is None and ALGORITHMS.get(cfg.method).synthesizer == "genie" and loaded.synth == SynthConfig():
+        base = SynthConfig.genie()  # Genie-D's own CPU budget where the zoo sets none
+    cfg.synth = dataclasses.replace(base, **cfg.synth_overrides)
+    defaults = DATA_FREE_QUANT if cfg.data_free else {}
+    cfg.quant = dataclasses.replace(cfg.quant, **{**defaults, **cfg.quant_overrides})
+    if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
+        raise UserError("--num-samples must be at least 1 and --iterations at least 0")
     plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits, cfg.quant.per_channel)
-    for t in targets:
-        t.check(plan)
+    mp = None
+    if cfg.quant.mixed_precision:  # the budget is checked against the model before any synthesis
+        from edgekit.quant.mixed_precision import budget_bytes, layer_infos
+        budget_bytes(layer_infos(canonical.graph_module), cfg.quant.size_budget_kb, cfg.quant.avg_bits)
+    targets = resolve_targets(cfg, plan, log)
 
     t0 = time.time()
     calib = calibration_source(cfg, loaded, canonical, progress)
     timings["calibration_data_s"] = time.time() - t0
     log(f"calibration data: {calib.provenance['kind']} ({calib.provenance['method']}), "
         f"{len(calib)} images, {timings['calibration_data_s']:.1f} s")
+    if cfg.quant.mixed_precision:
+        from edgekit.quant.mixed_precision import choose_bits
+        t0 = time.time()
+        mp = choose_bits(canonical, calib, cfg.quant.size_budget_kb, cfg.quant.avg_bits)
+        cfg.quant.layer_bits = dict(mp.chosen)
+        timings["mixed_precision_s"] = time.time() - t0
+        log(f"mixed precision: {mp.chosen_bytes / 1000:.1f} kB of weights (budget {mp.budget_bytes / 1000:.1f} kB), "
+            f"bits {sorted(mp.chosen.values())}")
     t0 = time.time()
     recipe: QuantRecipe = ALGORITHMS.get(cfg.method).fn(canonical, cfg.quant, calib)
+    for t in targets:  # per-layer bits may differ from the plan's
+        t.check(recipe)
     timings["quantize_s"] = time.time() - t0
 
     dataset = dataset or loaded.dataset
     with bnd.staged_dir(out) as tmp:
         torch.export.save(canonical.folded, str(tmp / bnd.FLOAT_PROGRAM))
         recipe.save(tmp / bnd.RECIPE)
+        if mp is not None:
+            from edgekit.quant.mixed_precision import write_pareto
+            write_pareto(mp, tmp)
         artifacts = []
         t0 = time.time()
         for t in targets:
@@ -128,6 +206,11 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         timings["total_s"] = time.time() - t_all
         manifest = build_manifest(cfg, loaded, canonical, recipe, calib, [e for _, _, e in artifacts],
                                   evaluation, timings)
+        if mp is not None:
+            manifest["quantization"]["mixed_precision"] = {
+                "pareto": "pareto.json", "plot": "pareto.png", "budget_bytes": round(mp.budget_bytes),
+                "weight_bytes": mp.chosen_bytes, "summed_kl": mp.chosen_sensitivity,
+                "avg_weight_bits": round(8 * mp.chosen_bytes / sum(li.params for li in mp.layers), 4)}
         bnd.write_json(tmp / bnd.MANIFEST, manifest)
     return RunResult(Path(out), manifest, timings)
 
@@ -176,7 +259,7 @@ def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalMode
     }
 
 
-_FORMAT_TARGET = {".pte": "executorch-xnnpack", ".tflite": "litert"}
+_FORMAT_TARGET = {".pte": "executorch-xnnpack", ".tflite": "litert", ".pt2": "simulation"}
 
 
 def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = None, progress: bool = True) -> dict:

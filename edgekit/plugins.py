@@ -5,9 +5,12 @@ _MODULES = (
     "edgekit.models.zoo",
     "edgekit.quant.algorithms.ptq",
     "edgekit.quant.algorithms.zeroq",
+    "edgekit.quant.algorithms.genie",
     "edgekit.synth.zeroq",
+    "edgekit.synth.genie",
     "edgekit.backends.executorch_xnnpack",
     "edgekit.backends.litert",
+    "edgekit.backends.simulation",
     "edgekit.profiling.transports",
 )
 

@@ -2,12 +2,13 @@
 .tflite, run by the LiteRT interpreter (ai-edge-litert; tflite-runtime on devices)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgekit.backends.base import Artifact, Target
+from edgekit.backends.base import Artifact, Target, captured_output
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.quant.simulate import quantize_with_recipe
@@ -20,8 +21,9 @@ def make_interpreter(path: Path, num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         from tflite_runtime.interpreter import Interpreter  # the same interpreter, older name
-    interp = Interpreter(model_path=str(path), num_threads=num_threads)
-    interp.allocate_tensors()
+    with captured_output(Path(os.devnull)):  # the interpreter's delegate notice
+        interp = Interpreter(model_path=str(path), num_threads=num_threads)
+        interp.allocate_tensors()
     return interp
 
 

@@ -40,7 +40,7 @@ def clipped_gaussian_moments(mean: torch.Tensor, std: torch.Tensor, a: float, b:
     mass = (pb - pa).clamp_min(0)
     # E[X ; a<X<b] and E[X^2 ; a<X<b] of the untruncated Gaussian
     m1 = mean * mass + std * (da - db)
-    m2 = (mean ** 2 + std ** 2) * mass + 2 * mean * std * (da - db) + std ** 2 * (alpha * da - beta * db)
+    m2 = (mean ** 2 + std ** 2) * mass + 2 * mean * std * (da - db) + std ** 2 * (torch.nan_to_num(alpha * da) - torch.nan_to_num(beta * db))  # inf * 0 at an open bound
     if math.isinf(a):
         a_part1 = a_part2 = torch.zeros_like(mean)
     else:

@@ -12,12 +12,20 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import fx
 
 from edgekit.models.canonical import WEIGHTED_OPS, module_path
 
 RECIPE_VERSION = 1
+ROUNDED_SUFFIX = ".weights.npz"
+
+
+def rounded_path(recipe_path: Path) -> Path:
+    """Where a recipe's rounded integer weights live: ``recipe.json`` -> ``recipe.weights.npz``."""
+    p = Path(recipe_path)
+    return p.with_name(p.stem + ROUNDED_SUFFIX)
 
 
 def int_range(bits: int, signed: bool = True, narrow: bool = False) -> tuple[int, int]:
@@ -82,6 +90,10 @@ class QuantRecipe:
     layers: dict[str, LayerQuant] = field(default_factory=dict)
     activations: dict[str, ActQuant] = field(default_factory=dict)
     version: int = RECIPE_VERSION
+    # Integer weights an algorithm chose (learned rounding): node -> int8 tensor shaped like the
+    # folded weight, within the layer's [quant_min, quant_max]. The deployed weight is
+    # int_weight * scale. Saved beside recipe.json as ROUNDED_SUFFIX (.npz), not in the JSON.
+    rounded_weights: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def filled(self) -> bool:
@@ -89,7 +101,10 @@ class QuantRecipe:
             a.quant.filled for a in self.activations.values())
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("rounded_weights")
+        d["rounded_weights"] = sorted(self.rounded_weights)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "QuantRecipe":
@@ -100,15 +115,40 @@ class QuantRecipe:
                    {k: ActQuant(v["module"], TensorQuant(**v["quant"])) for k, v in d["activations"].items()})
 
     def save(self, path: Path) -> None:
+        """Write the JSON to ``path`` and, when there are rounded weights, ``path``.npz beside it."""
         Path(path).write_text(json.dumps(self.to_dict()))
+        if self.rounded_weights:
+            np.savez_compressed(rounded_path(path), **{k: v.to(torch.int8).numpy() for k, v in self.rounded_weights.items()})
 
     @classmethod
     def load(cls, path: Path) -> "QuantRecipe":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a recipe written by ``save``; raises ValueError when its rounded weights are missing."""
+        d = json.loads(Path(path).read_text())
+        recipe = cls.from_dict(d)
+        names = d.get("rounded_weights") or []
+        if names:
+            npz = rounded_path(path)
+            if not npz.exists():
+                raise ValueError(f"{path} refers to rounded weights but {npz.name} is missing")
+            with np.load(npz) as z:
+                recipe.rounded_weights = {k: torch.from_numpy(z[k].astype(np.int8)) for k in names}
+        return recipe
 
     def layer_bits(self) -> dict[str, int]:
         """Weight bit width per layer, keyed by the user's module path."""
         return {lq.module or node: lq.weight.bits for node, lq in self.layers.items()}
+
+
+def set_weight_bits(tq: TensorQuant, bits: int) -> None:
+    """Give a weight entry ``bits`` (symmetric, narrow range); its scales must be refilled."""
+    tq.bits = bits
+    tq.quant_min, tq.quant_max = int_range(bits, narrow=True)
+
+
+def set_act_bits(tq: TensorQuant, bits: int) -> None:
+    """Give an activation entry ``bits`` (signed, affine); its scale must be refilled."""
+    tq.bits = bits
+    tq.quant_min, tq.quant_max = int_range(bits)
 
 
 def activation_nodes(gm: fx.GraphModule) -> list[fx.Node]:

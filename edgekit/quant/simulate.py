@@ -8,7 +8,7 @@ from torch import fx
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from edgekit.models.canonical import CanonicalModel
+from edgekit.models.canonical import CanonicalModel, get_attr_tensor
 from edgekit.quant.observer import load_recipe_into
 from edgekit.quant.recipe import QuantRecipe
 
@@ -20,9 +20,35 @@ def quantize_with_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantiz
     Returns a GraphModule with quantize/dequantize ops: float32 [N, C, H, W] -> float32 logits.
     Raises ValueError when the recipe lacks a tensor the quantizer wants quantized.
     """
-    prepared = prepare_pt2e(canonical.graph_module, quantizer)
+    prepared = prepare_pt2e(with_rounded_weights(canonical.graph_module, recipe), quantizer)
     load_recipe_into(prepared, recipe)
     return convert_pt2e(prepared, fold_quantize=fold_quantize)
+
+
+@torch.no_grad()
+def with_rounded_weights(gm: fx.GraphModule, recipe: QuantRecipe) -> fx.GraphModule:
+    """Write ``int_weight * scale`` into the weight of every layer the recipe has rounded weights
+    for (so the target's quantize op reproduces exactly those integers); returns ``gm``.
+
+    Raises ValueError when a rounded weight's shape differs from the layer's weight.
+    """
+    if not recipe.rounded_weights:
+        return gm
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for name, q in recipe.rounded_weights.items():
+        tq = recipe.layers[name].weight
+        w = get_attr_tensor(gm, nodes[name].args[1])
+        if tuple(q.shape) != tuple(w.shape):
+            raise ValueError(f"rounded weight of {name} has shape {tuple(q.shape)}, the layer's is {tuple(w.shape)}")
+        scale = tq.scale_tensor()
+        if tq.granularity == "per_channel":
+            scale = scale.view(-1, *([1] * (w.dim() - 1)))
+        # a new tensor, not an in-place copy: the module may share storage with the program
+        owner_path, _, attr = nodes[name].args[1].target.rpartition(".")
+        owner = gm.get_submodule(owner_path) if owner_path else gm
+        new = (q.float() * scale).to(w.dtype)
+        setattr(owner, attr, torch.nn.Parameter(new, requires_grad=False) if isinstance(w, torch.nn.Parameter) else new)
+    return gm
 
 
 @torch.no_grad()

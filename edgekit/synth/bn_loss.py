@@ -32,8 +32,8 @@ class BNStatLoss(fx.Interpreter):
             x = self.env[n.args[0]]
             mean, std = self.targets[n.name]
             dims = [d for d in range(x.dim()) if d != 1]
-            mu = x.mean(dims)
-            sigma = torch.sqrt(x.var(dims, unbiased=False) + 1e-8)
+            var, mu = torch.var_mean(x, dims, correction=0)
+            sigma = torch.sqrt(var + 1e-8)
             self.losses.append(torch.norm(mu - mean, 2) + torch.norm(sigma - std, 2))
         return super().run_node(n)
 

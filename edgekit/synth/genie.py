@@ -37,7 +37,7 @@ class Generator(nn.Module):
     BatchNorm without affine, as the paper's generator ends).
     """
 
-    def __init__(self, shape: tuple[int, int, int], latent_dim: int = 256, width: int = 64,
+    def __init__(self, shape: tuple[int, int, int], latent_dim: int = 256, width: int = 32,
                  bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         super().__init__()
         c, h, w = shape

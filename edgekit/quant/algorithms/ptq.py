@@ -12,32 +12,45 @@ from edgekit.models.canonical import CanonicalModel, get_attr_tensor
 from edgekit.quant.algorithms import Algorithm
 from edgekit.quant.bn_ranges import analytic_ranges
 from edgekit.quant.qparams import fill_affine, fill_weight
-from edgekit.quant.recipe import QuantRecipe, plan_recipe
+from edgekit.quant.recipe import QuantRecipe, plan_recipe, set_weight_bits
 from edgekit.quant.stats import collect_activation_samples, estimate_range
 from edgekit.registry import ALGORITHMS
+
+
+BN_RANGE_POLICIES = ("off", "union", "replace")
 
 
 def calibrate(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
               method: str, recipe: QuantRecipe | None = None, progress: bool = True) -> QuantRecipe:
     """Fill a recipe's weight scales from the folded weights and activation parameters from the
-    ranges ``cfg.act_estimator`` finds on ``calib`` (float32 batches [B, C, H, W]).
+    ranges ``cfg.act_estimator`` finds on ``calib`` (float32 batches [B, C, H, W]). The input's
+    range is the preprocessing's when known; BN-backed tensors take their BN-analytic range
+    (``cfg.bn_ranges`` "replace"), its union with the data's ("union"), or the data's ("off").
 
-    Raises ValueError for an unknown estimator.
+    Raises ValueError for an unknown estimator or BN range policy.
     """
     gm = canonical.graph_module
     recipe = recipe or plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel)
+    for name, bits in cfg.layer_bits.items():  # mixed precision's per-layer weight bits
+        if name in recipe.layers:
+            set_weight_bits(recipe.layers[name].weight, bits)
     nodes = {n.name: n for n in gm.graph.nodes}
     for name, lq in recipe.layers.items():
         fill_weight(lq.weight, get_attr_tensor(gm, nodes[name].args[1]))
-    batches = tqdm(list(calib), desc="calibration", unit="batch", disable=not progress, leave=False)
+    batches = tqdm(list(calib), desc="calibration", unit="batch", disable=None if progress else True, leave=False)
     samples = collect_activation_samples(gm, batches, recipe.activations)
-    analytic = analytic_ranges(gm, canonical.bn_stats, cfg.bn_range_sigmas) if cfg.bn_ranges else {}
-    if canonical.input_bounds is not None:  # a valid image spans the preprocessing's range
-        for n in gm.graph.nodes:
-            if n.op == "placeholder" and n.name in recipe.activations:
-                analytic[n.name] = (float(canonical.input_bounds[0].min()), float(canonical.input_bounds[1].max()))
+    if cfg.bn_ranges not in BN_RANGE_POLICIES:
+        raise ValueError(f"unknown BN range policy {cfg.bn_ranges!r}: use one of {BN_RANGE_POLICIES}")
+    analytic = analytic_ranges(gm, canonical.bn_stats, cfg.bn_range_sigmas) if cfg.bn_ranges != "off" else {}
+    inputs = {n.name for n in gm.graph.nodes if n.op == "placeholder"}
     for name, aq in recipe.activations.items():
-        lo, hi = analytic.get(name) or estimate_range(samples[name], cfg.act_estimator, aq.quant.bits, cfg.percentile)
+        lo, hi = estimate_range(samples[name], cfg.act_estimator, aq.quant.bits, cfg.percentile)
+        if name in inputs and canonical.input_bounds is not None:  # a valid image spans exactly this
+            lo, hi = float(canonical.input_bounds[0].min()), float(canonical.input_bounds[1].max())
+        elif name in analytic and cfg.bn_ranges == "replace":
+            lo, hi = analytic[name]
+        elif name in analytic:  # union: never narrower than the data or the BN statistics say
+            lo, hi = min(lo, analytic[name][0]), max(hi, analytic[name][1])
         fill_affine(aq.quant, lo, hi)
     return recipe
 

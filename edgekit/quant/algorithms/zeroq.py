@@ -17,4 +17,5 @@ def zeroq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource)
     return calibrate(canonical, cfg, calib, "zeroq")
 
 
-ALGORITHMS.register("zeroq", Algorithm("zeroq", zeroq, "zeroq", "ZeroQ: distilled data from BN statistics"))
+ALGORITHMS.register("zeroq", Algorithm("zeroq", zeroq, "zeroq", "ZeroQ: distilled data from BN statistics",
+                                       mixed_precision=True))

@@ -1,0 +1,128 @@
+"""Figures of issue 4 (below 8 bits with no data), printed and written to
+benchmarks/results/low_bit.json.
+
+    nice -n 19 .venv/bin/python benchmarks/low_bit.py [--model resnet20_fmnist] [--quick]
+
+On the full 10,000-image Fashion-MNIST test split, top-1 of the PyTorch simulation of each recipe
+(placement of the XNNPACK quantizer; no deployed runtime runs 4-bit activations) and the seconds
+each step took on this machine:
+
+1. FP32;
+2. ZeroQ data + round-to-nearest, W4A4 (same layout as Genie: first/last layer at 8 bits);
+3. Genie (Genie-D data + Genie-M), W4A4, data-free, default budget;
+4. Genie-M W4A4 on 1,024 real training images (needs Debian dataset-fashion-mnist);
+5. Genie W4A8 and W8A8, data-free (the same Genie-D images as 3);
+6. ZeroQ mixed precision at an average of 4 weight bits (A8) against uniform ZeroQ W4A8 (same size).
+
+``--quick`` shrinks every budget (a smoke test of the script, not figures).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    from edgekit.config import QuantConfig, SynthConfig
+    from edgekit.data.calibration import CalibrationSource
+    from edgekit.data.fashion_mnist import load_tensors
+    from edgekit.evaluate import top1
+    from edgekit.pipeline import prepare_model
+    from edgekit.quant.algorithms.genie import genie, plan_bits
+    from edgekit.quant.algorithms.ptq import calibrate
+    from edgekit.quant.mixed_precision import choose_bits
+    from edgekit.quant.simulate import quantize_with_recipe, run_batched
+    from edgekit.registry import TARGETS
+    from edgekit.synth.genie import genie_distill
+    from edgekit.synth.zeroq import distill
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet20_fmnist")
+    ap.add_argument("--quick", action="store_true", help="tiny budgets: checks the script runs")
+    ap.add_argument("--real-images", type=int, default=1024)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "low_bit.json")
+    args = ap.parse_args()
+
+    loaded, canonical = prepare_model(args.model)
+    images, labels = load_tensors("test", 500 if args.quick else None)
+    sim_target = TARGETS.get("simulation")
+    results: dict = {"model": loaded.name, "test_images": len(labels), "threads": torch.get_num_threads()}
+
+    def score(recipe) -> float:
+        gm = quantize_with_recipe(canonical, recipe, sim_target.quantizer(recipe))
+        return round(100 * top1(run_batched(gm, images), labels), 2)
+
+    def row(name: str, acc: float, seconds: dict) -> None:
+        results[name] = {"top1": acc, **{k: round(v, 1) for k, v in seconds.items()}}
+        print(f"{name:34s} top-1 {acc:6.2f} %   " + "  ".join(f"{k} {v:.1f}" for k, v in seconds.items()), flush=True)
+
+    fp = round(100 * top1(run_batched(canonical.graph_module, images), labels), 2)
+    row("fp32", fp, {})
+
+    recon = 20 if args.quick else QuantConfig().recon_iterations
+    zsynth = SynthConfig(num_samples=16, batch_size=16, iterations=20) if args.quick else loaded.synth
+    gsynth = SynthConfig.genie(num_samples=32, batch_size=32, iterations=20) if args.quick else SynthConfig.genie()
+
+    # ZeroQ data + round to nearest
+    t0 = time.time()
+    zdata = distill(canonical, zsynth, progress=False)
+    t_zsynth = time.time() - t0
+    for w, a in ((4, 4), (4, 8)):
+        cfg = QuantConfig(w_bits=w, a_bits=a, act_estimator="mse", bn_ranges=True)
+        t0 = time.time()
+        plan = plan_bits(canonical, dataclasses.replace(cfg, first_last_8bit=(w, a) == (4, 4)), "zeroq")
+        r = calibrate(canonical, cfg, zdata, "zeroq", recipe=plan, progress=False)
+        name = "zeroq_rtn_w4a4_first_last_8" if (w, a) == (4, 4) else "zeroq_rtn_w4a8_uniform"
+        row(name, score(r), {"synth_s": t_zsynth, "quant_s": time.time() - t0})
+
+    # Genie, data-free
+    t0 = time.time()
+    gdata = genie_distill(canonical, gsynth, progress=False)
+    t_gsynth = time.time() - t0
+    for w, a in ((4, 4), (4, 8), (8, 8)):
+        t0 = time.time()
+        r = genie(canonical, QuantConfig(w_bits=w, a_bits=a, recon_iterations=recon, bn_ranges=True), gdata)
+        row(f"genie_w{w}a{a}_data_free", score(r), {"synth_s": t_gsynth, "quant_s": time.time() - t0})
+
+    # Genie-M on real training images
+    try:
+        real, _ = load_tensors("train", 64 if args.quick else args.real_images)
+    except FileNotFoundError as e:
+        print(f"genie on real images: skipped ({e})")
+    else:
+        src = CalibrationSource(real, {"kind": "real", "method": "real", "num_samples": len(real)})
+        t0 = time.time()
+        r = genie(canonical, QuantConfig(w_bits=4, a_bits=4, recon_iterations=recon, bn_ranges=False), src)
+        row(f"genie_w4a4_real_{len(real)}", score(r), {"quant_s": time.time() - t0})
+
+    # mixed precision at an average of 4 weight bits vs uniform W4 (ZeroQ data, A8)
+    t0 = time.time()
+    mp = choose_bits(canonical, zdata, avg_bits=4)
+    cfg = QuantConfig(w_bits=4, a_bits=8, act_estimator="mse", bn_ranges=True, layer_bits=dict(mp.chosen))
+    r = calibrate(canonical, cfg, zdata, "zeroq", progress=False)
+    row("zeroq_mixed_avg4_a8", score(r), {"synth_s": t_zsynth, "quant_s": time.time() - t0})
+    results["zeroq_mixed_avg4_a8"].update(weight_bytes=mp.chosen_bytes, uniform_w4_bytes=mp.uniform[4]["bytes"],
+                                          bits=sorted(mp.chosen.values()))
+
+    drop_zq = fp - results["zeroq_rtn_w4a4_first_last_8"]["top1"]
+    drop_g = fp - results["genie_w4a4_data_free"]["top1"]
+    results["summary"] = {"zeroq_rtn_w4a4_drop": round(drop_zq, 2), "genie_w4a4_drop": round(drop_g, 2),
+                          "drop_recovered": round(1 - drop_g / drop_zq, 3) if drop_zq > 0 else None}
+    print(json.dumps(results["summary"]))
+    if not args.quick:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

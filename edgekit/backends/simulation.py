@@ -1,0 +1,50 @@
+"""The ``simulation`` target: the recipe's PyTorch fake-quant program saved as a .pt2 and run by
+torch. It accepts every bit width 2-8 and is what the bundle evaluates when no deployable target
+can run a recipe; its results carry ``"runtime": "simulation"``, never a deployed runtime's name.
+Quantize ops sit where the XNNPACK PT2E quantizer puts them (as Genie-M reconstructs them)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from edgekit.backends.base import Artifact, Target
+from edgekit.models.canonical import CanonicalModel
+from edgekit.quant.recipe import QuantRecipe
+from edgekit.quant.simulate import quantize_with_recipe
+from edgekit.registry import TARGETS
+
+
+class Simulation(Target):
+    name = "simulation"
+
+    def quantizer(self, recipe: QuantRecipe):
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer, get_symmetric_quantization_config)
+        per_channel = all(lq.weight.granularity == "per_channel" for lq in recipe.layers.values())
+        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+
+    def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
+        """Write ``stem``.pt2: the fake-quant program (float program when ``recipe`` is None),
+        float32 [N, C, H, W] -> float32 logits, with a dynamic batch where the model allows it."""
+        module = canonical.graph_module if recipe is None else quantize_with_recipe(canonical, recipe, self.quantizer(recipe))
+        x = canonical.example_input
+        try:
+            ep = torch.export.export(module, (x.expand(2, *x.shape[1:]).contiguous(),),
+                                     dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1 << 16)},))
+        except Exception:
+            ep = torch.export.export(module, (x,))
+        path = out_dir / f"{stem}.pt2"
+        torch.export.save(ep, str(path))
+        return Artifact(path, self.name, "pt2", "simulation")
+
+    def runner(self, path: Path):
+        module = torch.export.load(str(path)).module()
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return module(x)
+        return run
+
+
+TARGETS.register("simulation", Simulation())
