@@ -4,6 +4,7 @@ directory and renamed into place, so a failed run leaves no half-written bundle.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -17,6 +18,15 @@ MANIFEST = "manifest.json"
 RECIPE = "recipe.json"
 FLOAT_PROGRAM = "model_float.pt2"
 MANIFEST_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @contextmanager

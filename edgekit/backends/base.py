@@ -5,7 +5,6 @@ artifact, and a runner that executes the artifact in its real runtime on this ma
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
 import tomllib
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 
 import edgekit
+from edgekit.bundle import sha256_file
 from edgekit.errors import UserError
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
@@ -76,15 +76,6 @@ class Artifact:
     @property
     def sha256(self) -> str:
         return sha256_file(self.path)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Target:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from edgekit.backends.base import Artifact, Target
+from edgekit.backends.executorch_xnnpack import ExecuTorchXnnpack
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.quant.simulate import quantize_with_recipe
@@ -18,11 +19,8 @@ from edgekit.registry import TARGETS
 class Simulation(Target):
     name = "simulation"
 
-    def quantizer(self, recipe: QuantRecipe):
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-            XNNPACKQuantizer, get_symmetric_quantization_config)
-        per_channel = all(lq.weight.granularity == "per_channel" for lq in recipe.layers.values())
-        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+    # quantize/dequantize placed as XNNPACK places them (the mobile-CPU default)
+    quantizer = ExecuTorchXnnpack.quantizer
 
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
         """Write ``stem``.pt2: the fake-quant program (float program when ``recipe`` is None),

@@ -8,13 +8,13 @@ names no command. Exit codes: 0 ok, 2 bad input (message on stderr as one line),
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.bundle import sha256_file
 from edgekit.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -36,15 +36,6 @@ def normalize_runtime(name: str | None) -> str | None:
     if n not in RUNTIMES:
         raise UserError(f"unknown runtime {name!r} (--runtime): use one of {', '.join(RUNTIMES)}")
     return n
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -45,6 +45,23 @@ class BNStatLoss(fx.Interpreter):
         return torch.stack(self.losses).mean()
 
 
+class ClassPrior:
+    """Cross-entropy of the logits toward one random class per image, drawn at first use and kept
+    for the batch (the class prior of GDFQ, Xu et al. 2020, Sec. 3.2); weight 0 turns it off."""
+
+    def __init__(self, weight: float, n: int, generator: torch.Generator) -> None:
+        self.weight, self.n, self.generator = weight, n, generator
+        self.labels: torch.Tensor | None = None
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """weight * CE(logits [n, K], labels [n]) as a scalar (0 when the weight is 0)."""
+        if self.weight <= 0:
+            return logits.new_zeros(())
+        if self.labels is None:
+            self.labels = torch.randint(0, logits.shape[1], (self.n,), generator=self.generator)
+        return self.weight * torch.nn.functional.cross_entropy(logits, self.labels)
+
+
 def input_prior_loss(x: torch.Tensor) -> torch.Tensor:
     """Pulls the input's per-channel mean to 0 and std to 1 (the normalised-image prior)."""
     dims = [0, 2, 3]

@@ -23,7 +23,7 @@ from edgekit.config import SynthConfig
 from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import CanonicalModel
 from edgekit.registry import SYNTHESIZERS
-from edgekit.synth.bn_loss import BNStatLoss
+from edgekit.synth.bn_loss import BNStatLoss, ClassPrior
 from edgekit.synth.zeroq import require_bn
 
 _CONV = torch.ops.aten.conv2d.default
@@ -118,17 +118,13 @@ def genie_distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = 
         opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr, betas=(0.5, 0.999))
         opt_z = torch.optim.Adam([z], lr=cfg.latent_lr, betas=(0.5, 0.999))
         sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, max(1, cfg.iterations)) for o in (opt_g, opt_z)]
-        labels = None
+        prior = ClassPrior(cfg.label_loss, n, g)
         gen.train()
         for _ in range(cfg.iterations):
             opt_g.zero_grad(set_to_none=True)
             opt_z.zero_grad(set_to_none=True)
             loss = bn_loss.loss(gen(z))
-            if cfg.label_loss > 0:
-                logits = bn_loss.last_output
-                if labels is None:
-                    labels = torch.randint(0, logits.shape[1], (n,), generator=g)
-                loss = loss + cfg.label_loss * F.cross_entropy(logits, labels)
+            loss = loss + prior(bn_loss.last_output)
             loss.backward()
             opt_g.step()
             opt_z.step()

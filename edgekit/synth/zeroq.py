@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from edgekit.config import SynthConfig
@@ -15,7 +14,7 @@ from edgekit.data.calibration import CalibrationSource
 from edgekit.errors import UserError
 from edgekit.models.canonical import CanonicalModel
 from edgekit.registry import SYNTHESIZERS
-from edgekit.synth.bn_loss import BNStatLoss, input_prior_loss
+from edgekit.synth.bn_loss import BNStatLoss, ClassPrior, input_prior_loss
 
 
 def require_bn(canonical: CanonicalModel) -> None:
@@ -51,16 +50,12 @@ def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) 
         if bounds is not None:
             x = torch.maximum(torch.minimum(x, hi), lo)
         x.requires_grad_(True)
-        labels = None
+        prior = ClassPrior(cfg.label_loss, n, g)
         opt = torch.optim.Adam([x], lr=cfg.lr)
         for _ in range(cfg.iterations):
             opt.zero_grad(set_to_none=True)
             loss = bn_loss.loss(x) + input_prior_loss(x)
-            if cfg.label_loss > 0:
-                logits = bn_loss.last_output
-                if labels is None:
-                    labels = torch.randint(0, logits.shape[1], (n,), generator=g)
-                loss = loss + cfg.label_loss * F.cross_entropy(logits, labels)
+            loss = loss + prior(bn_loss.last_output)
             loss.backward()
             opt.step()
             if bounds is not None:  # keep pixels inside the valid image range
