@@ -68,5 +68,5 @@ def read_manifest(bundle: Path) -> dict:
     except FileNotFoundError:
         raise UserError(f"{bundle} is not an edgekit bundle (no {MANIFEST}); give a bundle directory "
                         "written by 'edgekit quantize' or an artifact file") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{p} is not valid JSON ({e}); re-create the bundle with 'edgekit quantize'") from None

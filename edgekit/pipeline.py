@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +194,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                      "size_ratio_vs_fp32": round(art.bytes / fp32_bytes, 4)}
             entry.update({k: p.name for k, p in art.side_files.items()})
             artifacts.append((t, art, entry))
-            bnd.shutil.rmtree(fp32_dir)
+            shutil.rmtree(fp32_dir)
             log(f"{t.name}: wrote {art.path.name} ({art.bytes} bytes, {art.bytes / fp32_bytes:.1%} of fp32)")
         timings["lower_s"] = time.time() - t0
 

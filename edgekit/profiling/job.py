@@ -14,10 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle import sha256_file
+from edgekit.bundle import read_manifest, sha256_file
 from edgekit.errors import UserError
 
-MANIFEST = "manifest.json"
 JOB_FILE = "job.json"
 
 #: runtime name -> artifact suffix; aliases accepted on the command line
@@ -126,15 +125,7 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
         raise UserError(f"{p} does not exist: give a bundle directory (edgekit quantize --out) "
                         "or a .pte/.tflite/.onnx file")
     if p.is_dir():
-        mpath = p / MANIFEST
-        try:
-            manifest = json.loads(mpath.read_text())
-        except FileNotFoundError:
-            raise UserError(f"{p} has no {MANIFEST}: give a bundle written by 'edgekit quantize' "
-                            "or a single artifact file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{mpath} is not valid JSON ({e}); re-create the bundle with "
-                            "'edgekit quantize'") from None
+        manifest = read_manifest(p)
         arts = [a for a in manifest.get("artifacts", []) if isinstance(a, dict) and "file" in a]
         for a in arts:
             a.setdefault("runtime", _runtime_of_suffix(Path(a["file"]).suffix))
