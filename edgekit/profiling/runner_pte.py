@@ -346,12 +346,16 @@ def load(path: Path, trace_ops: bool):
 
 def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
     """Profile a .pte: ``spec.warmup_runs`` + ``spec.runs`` executions of ``forward`` on one
-    reproducible random input; end-to-end latency per timed run (ms) from the wall clock and,
-    with ``spec.trace_ops``, per-operator events from the ETDump. Raises UserError for a
-    corrupted .pte or ETRecord and when executorch is not installed."""
+    reproducible random input; end-to-end latency per timed run (ms) from the wall clock.
+
+    With ``spec.trace_ops`` the .pte is loaded twice, once with ETDump: the two run alternately
+    (``runners.interleaved_loops``), the end-to-end latency comes from the untraced runs and the
+    per-operator events from the traced runs' ETDump, whose own wall-clock latency is recorded as
+    ``traced_run_p50_ms``. Raises UserError for a corrupted .pte or ETRecord and when executorch
+    is not installed."""
     import torch
 
-    from edgekit.profiling.runners import make_input, timed_loop
+    from edgekit.profiling.runners import interleaved_loops, make_input, timed_loop
 
     if spec.threads:
         try:
@@ -359,7 +363,10 @@ def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None
             portable_lib._unsafe_reset_threadpool(int(spec.threads))
         except Exception:
             pass
-    program, method, version = load(path, spec.trace_ops)
+    program, method, version = load(path, trace_ops=False)
+    traced_program = traced_method = None
+    if spec.trace_ops:
+        traced_program, traced_method, _ = load(path, trace_ops=True)
     metas = [method.metadata.input_tensor_meta(i) for i in range(method.metadata.num_inputs())]
     if spec.input_shape and len(metas) == 1:
         shapes = [list(spec.input_shape)]
@@ -367,19 +374,27 @@ def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None
         shapes = [list(m.sizes()) for m in metas]
     inputs = [torch.from_numpy(make_input(s, spec.input_dtype or "float32", seed=i))
               for i, s in enumerate(shapes)]
+    traced_lat: list[float] = []
     try:
-        lat = timed_loop(lambda: method.execute(inputs), int(spec.warmup_runs), int(spec.runs))
+        if traced_method is None:
+            lat = timed_loop(lambda: method.execute(inputs), int(spec.warmup_runs), int(spec.runs))
+        else:
+            lat, traced_lat = interleaved_loops(lambda: method.execute(inputs),
+                                                lambda: traced_method.execute(inputs),
+                                                int(spec.warmup_runs), int(spec.runs))
     except Exception as e:
         raise UserError(f"{path.name} failed to run in ExecuTorch ({e}); check the input shape "
                         f"{shapes} against the model") from None
     md = dict(metadata, runtime_version=version, tracing="etdump" if spec.trace_ops else "none",
               input_shapes=shapes, etrecord=etrecord.name if etrecord else None)
     events: list[Event] = []
-    if spec.trace_ops:
+    if traced_program is not None:
+        md["latency_source"] = "untraced runs interleaved with the traced runs"
+        md["traced_run_p50_ms"] = _p50(traced_lat)
         with tempfile.TemporaryDirectory() as tmp:
             etdump = Path(tmp) / "trace.etdp"
             debug = Path(tmp) / "debug.bin"
-            program.write_etdump_result_to_file(str(etdump), str(debug))
+            traced_program.write_etdump_result_to_file(str(etdump), str(debug))
             events, extra = events_from_etdump(etdump, etrecord, path, int(spec.runs), debug)
         md["delegate_call_ms_p50"] = _p50(extra.get("delegate_call_ms") or [])
     return Trace(metadata=md, latency_ms=lat, events=events)

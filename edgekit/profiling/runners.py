@@ -116,3 +116,26 @@ def timed_loop(fn, warmup_runs: int, runs: int) -> list[float]:
         fn()
         out.append((time.perf_counter_ns() - t0) / 1e6)
     return out
+
+
+def interleaved_loops(timed_fn, traced_fn, warmup_runs: int, runs: int,
+                      block: int = 10) -> tuple[list[float], list[float]]:
+    """Time ``timed_fn`` (untraced) and ``traced_fn`` (the same model with per-operator tracing)
+    ``runs`` times each, alternating in blocks of ``block`` calls so that drift in the machine's
+    load hits both alike; ``warmup_runs`` untimed calls of each first.
+
+    Returns ``(latency_ms, traced_latency_ms)``: per-call wall time (ms) of each. The end-to-end
+    latency a trace reports comes from the untraced calls, so the tracer's own bookkeeping
+    (ExecuTorch's XNNPACK profiler logs every operator after each run) does not inflate it; the
+    per-operator durations come from the runtime's timers inside the traced calls.
+    """
+    for _ in range(warmup_runs):
+        timed_fn()
+        traced_fn()
+    lat: list[float] = []
+    traced: list[float] = []
+    while len(lat) < runs:
+        n = min(block, runs - len(lat))
+        lat.extend(timed_loop(timed_fn, 0, n))
+        traced.extend(timed_loop(traced_fn, 0, n))
+    return lat, traced

@@ -26,6 +26,18 @@ def test_pte_events_map_to_user_modules(bundle):
     assert convs[1].module_hierarchy == ["layer1", "layer1.0", "layer1.0.conv1"]
     assert {e.module for e in t.events if e.backend_op.startswith("Fully")} == {"fc"}
     assert t.mapping_coverage() >= 0.95
+    # the reported latency comes from untraced runs; the traced runs' own time is kept beside it
+    assert t.metadata["traced_run_p50_ms"] > 0 and t.metadata["latency_source"].startswith("untraced")
+
+
+def test_interleaved_loops_alternate_blocks():
+    from edgekit.profiling.runners import interleaved_loops
+
+    calls = []
+    lat, traced = interleaved_loops(lambda: calls.append("u"), lambda: calls.append("t"), 1, 12,
+                                    block=5)
+    assert len(lat) == len(traced) == 12
+    assert "".join(calls) == "ut" + "u" * 5 + "t" * 5 + "u" * 5 + "t" * 5 + "uu" + "tt"
 
 
 def test_tflite_and_onnx_run(bundle):
