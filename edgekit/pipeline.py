@@ -82,29 +82,34 @@ def validate_mixed_precision(cfg: RunConfig) -> None:
 
 
 DEPLOYABLE_DEFAULTS = ("executorch-xnnpack", "litert")
+# tried when no default runs the recipe (4-bit weights): a real packed-int4 deployable
+LOW_BIT_DEFAULTS = ("onnx-qdq",)
 
 
 def resolve_targets(cfg: RunConfig, plan: QuantRecipe, log=print) -> list:
     """The targets to lower for. Named targets must accept ``plan`` (check() raises UserError);
-    with none named, the deployable defaults that accept it, else ``simulation`` (the bundle then
-    records simulated accuracy, marked "runtime": "simulation")."""
+    with none named, the deployable defaults that accept it, else the low-bit deployables
+    (onnx-qdq) that do, else ``simulation`` (the bundle then records simulated accuracy, marked
+    "runtime": "simulation")."""
     if cfg.targets:
         targets = [TARGETS.get(t) for t in cfg.targets]
         for t in targets:
             t.check(plan)
         return targets
-    ok, why = [], []
-    for name in DEPLOYABLE_DEFAULTS:
-        t = TARGETS.get(name)
-        try:
-            t.check(plan)
-            ok.append(t)
-        except UserError as e:
-            why.append(str(e))
-    if ok and not cfg.quant.mixed_precision:
-        return ok
-    log("no deployable target runs this recipe (" + (why[0] if why else "mixed precision") +
-        "); the bundle holds the PyTorch simulation, marked runtime 'simulation'")
+    why = []
+    for names in (DEPLOYABLE_DEFAULTS, LOW_BIT_DEFAULTS):
+        ok = []
+        for name in names:
+            t = TARGETS.get(name)
+            try:
+                t.check(plan)
+                ok.append(t)
+            except UserError as e:
+                why.append(str(e))
+        if ok:
+            return ok
+    log("no deployable target runs this recipe (" + why[-1] + "); the bundle holds the PyTorch "
+        "simulation, marked runtime 'simulation'")
     return [TARGETS.get("simulation")]
 
 
@@ -153,7 +158,8 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
     if cfg.quant.mixed_precision:  # the budget is checked against the model before any synthesis
         from edgekit.quant.mixed_precision import budget_bytes, layer_infos
         budget_bytes(layer_infos(canonical.graph_module), cfg.quant.size_budget_kb, cfg.quant.avg_bits)
-    targets = resolve_targets(cfg, plan, log)
+    # with mixed precision the per-layer bits (and so the default targets) are known only later
+    targets = resolve_targets(cfg, plan, log) if cfg.targets or not cfg.quant.mixed_precision else None
 
     t0 = time.time()
     calib = calibration_source(cfg, loaded, canonical, progress)
@@ -170,6 +176,8 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             f"bits {sorted(mp.chosen.values())}")
     t0 = time.time()
     recipe: QuantRecipe = ALGORITHMS.get(cfg.method).fn(canonical, cfg.quant, calib)
+    if targets is None:
+        targets = resolve_targets(cfg, recipe, log)
     for t in targets:  # per-layer bits may differ from the plan's
         t.check(recipe)
     timings["quantize_s"] = time.time() - t0
@@ -260,7 +268,8 @@ def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalMode
     }
 
 
-_FORMAT_TARGET = {".pte": "executorch-xnnpack", ".tflite": "litert", ".pt2": "simulation"}
+_FORMAT_TARGET = {".pte": "executorch-xnnpack", ".tflite": "litert", ".onnx": "onnx-qdq",
+                  ".pt2": "simulation"}
 
 
 def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = None, progress: bool = True) -> dict:
@@ -272,14 +281,14 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
     """
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path} does not exist; give a bundle directory or a .pte/.tflite file")
+        raise UserError(f"{path} does not exist; give a bundle directory or a .pte/.tflite/.onnx file")
     bundle_dir = path if path.is_dir() else path.parent
     manifest = bnd.read_manifest(bundle_dir) if (path.is_dir() or (bundle_dir / bnd.MANIFEST).exists()) else None
     if path.is_dir():
         entries = [(a["target"], bundle_dir / a["file"]) for a in manifest["artifacts"]]
     else:
         if path.suffix not in _FORMAT_TARGET:
-            raise UserError(f"{path}: unknown artifact type {path.suffix!r}; give a .pte or .tflite file")
+            raise UserError(f"{path}: unknown artifact type {path.suffix!r}; give a .pte, .tflite or .onnx file")
         entry = next((a for a in (manifest or {}).get("artifacts", []) if a["file"] == path.name), None)
         entries = [(entry["target"] if entry else _FORMAT_TARGET[path.suffix], path)]
     if manifest:

@@ -11,6 +11,7 @@ _MODULES = (
     "edgekit.backends.executorch_xnnpack",
     "edgekit.backends.litert",
     "edgekit.backends.simulation",
+    "edgekit.backends.onnx_qdq",
     "edgekit.profiling.transports",
 )
 
