@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgekit.config import QuantConfig, RunConfig
+from edgekit.config import PRESETS, QuantConfig, RunConfig
 from edgekit.errors import UserError
 
 
@@ -81,15 +81,19 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--size-budget-kb", type=float, default=None, help="Mixed precision: weight size budget in kB (1000 bytes).")
 @click.option("--avg-bits", type=float, default=None, help="Mixed precision: average weight bit width budget.")
 @click.option("--recon-iterations", type=int, default=None, help="Genie-M reconstruction steps per block.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
+              help="Synthesis and reconstruction budget; small: 32 images x 20 steps, 30 Genie-M steps per block "
+                   "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
 def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, act_estimator, percentile, per_tensor,
              num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_samples, input_shape, no_progress,
-             mixed_precision, size_budget_kb, avg_bits, recon_iterations) -> None:
+             mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
     ResNet-20), lower it for each target, evaluate the artifacts in their runtimes, write a bundle."""
     from edgekit.pipeline import quantize as run
     from edgekit.report import summary_table
 
-    synth = {"seed": seed}
+    synth = {"seed": seed, **PRESETS[preset].get("synth", {})}
+    recon_iterations = recon_iterations if recon_iterations is not None else PRESETS[preset].get("recon_iterations")
     if num_samples is not None:
         synth.update(num_samples=num_samples, batch_size=min(64, num_samples))
     if iterations is not None:

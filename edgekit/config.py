@@ -83,11 +83,14 @@ class QuantConfig:
     bn_range_sigmas: float = 4.0
     bn_folding: bool = True
     # Genie-M block reconstruction (edgekit.quant.algorithms.genie): Adam steps per block, batch
-    # size, QDrop probability, AdaRound regulariser weight, first/last layer kept at 8 bits.
+    # size, QDrop probability, AdaRound regulariser weight, Adam learning rates of the rounding
+    # variables and of the (log) step sizes, first/last layer kept at 8 bits.
     recon_iterations: int = 400
     recon_batch_size: int = 32
     qdrop_p: float = 0.5
     round_reg: float = 0.01
+    recon_lr_rounding: float = 1e-3
+    recon_lr_scale: float = 5e-4
     first_last_8bit: bool = True
     # Mixed precision (edgekit.quant.mixed_precision): per-layer weight bits from {2, 4, 8}
     # under a size budget in kB (1000 bytes) or an average bit width; layer_bits (node ->
@@ -111,3 +114,11 @@ class RunConfig:
     synth: SynthConfig | None = None  # None: the model's own budget (zoo entry), else SynthConfig()
     synth_overrides: dict[str, Any] = field(default_factory=dict)  # flags the user gave
     quant_overrides: dict[str, Any] = field(default_factory=dict)  # over the model's data-free defaults
+
+
+# `edgekit quantize --preset`: budgets applied before the explicit flags. "small" is the quick
+# check the tests use (about a minute for Genie W4A4 on the reference model, 2 CPU cores).
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "small": {"synth": {"num_samples": 32, "batch_size": 32, "iterations": 20}, "recon_iterations": 30},
+}

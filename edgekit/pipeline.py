@@ -29,10 +29,6 @@ from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS
 LOWER_LOG = "lower.log"  # the converters' own output
 
 
-# With --data-free, BN-backed tensors take BN-analytic ranges at 6 sigma (measured: README, "Data-free").
-DATA_FREE_QUANT = {"bn_ranges": "replace", "bn_range_sigmas": 6.0}
-
-
 @dataclass
 class RunResult:
     """What ``quantize`` produced: the bundle directory, its manifest, timings in seconds."""
@@ -149,7 +145,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
     if cfg.synth is None and ALGORITHMS.get(cfg.method).synthesizer == "genie" and loaded.synth == SynthConfig():
         base = SynthConfig.genie()  # Genie-D's own CPU budget where the zoo sets none
     cfg.synth = dataclasses.replace(base, **cfg.synth_overrides)
-    defaults = DATA_FREE_QUANT if cfg.data_free else {}
+    defaults = ALGORITHMS.get(cfg.method).data_free_quant if cfg.data_free else {}
     cfg.quant = dataclasses.replace(cfg.quant, **{**defaults, **cfg.quant_overrides})
     if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
         raise UserError("--num-samples must be at least 1 and --iterations at least 0")

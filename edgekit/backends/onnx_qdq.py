@@ -1,5 +1,6 @@
 """ONNX with QuantizeLinear/DequantizeLinear (QDQ) pairs: the format TensorRT (Jetson) and
-Qualcomm QNN take, checked here with onnxruntime.
+Qualcomm QNN take, checked here with onnxruntime. (TensorRT runs INT4 weights on MatMul/Gemm
+only and wants zero-point-0 activations; onnxruntime and QNN run the INT4 conv weights.)
 
 The recipe's fake-quant program (quantize ops placed as XNNPACK places them, weights folded to
 integers) is exported by the dynamo ``torch.onnx.export`` at opset 21, which writes every

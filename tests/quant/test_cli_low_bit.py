@@ -58,7 +58,7 @@ def test_named_target_refuses_4_bits(cli, tmp_path):
 def test_small_genie_w4a4_bundle_is_marked_simulation(cli, tmp_path):
     out = tmp_path / "bundle"
     p = cli("quantize", TINY, "--data-free", "--method", "genie", "--w-bits", "4", "--a-bits", "4",
-            "--num-samples", "32", "--iterations", "20", "--recon-iterations", "30", "--eval-samples", "200",
+            "--preset", "small", "--eval-samples", "200",
             "--no-progress", "--out", str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((out / "manifest.json").read_text())

@@ -2,7 +2,7 @@
 ``(canonical, QuantConfig, CalibrationSource) -> QuantRecipe``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 
@@ -14,9 +14,13 @@ class Algorithm:
     synthesizer: the data-free calibration source it uses with --data-free ("zeroq", "genie"),
     or None when it needs real data (--calib).
     mixed_precision: whether fn honours ``QuantConfig.layer_bits`` (--mixed-precision).
+    data_free_quant: QuantConfig fields set with --data-free unless given on the command line
+    (the BN-analytic activation ranges for ZeroQ; none for Genie, whose reconstruction learns
+    the step sizes from an MSE start on its own images).
     """
     name: str
     fn: Callable
     synthesizer: str | None
     description: str
     mixed_precision: bool = False
+    data_free_quant: dict = field(default_factory=dict)

@@ -318,8 +318,8 @@ def reconstruct(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Te
         for m in ba:
             m.enabled, m.drop_p = True, cfg.qdrop_p
         b.module.train()
-        params = [{"params": [m.v for m in bw], "lr": 1e-3},
-                  {"params": [m.log_s for m in bw] + [m.log_s for m in ba], "lr": 5e-4}]
+        params = [{"params": [m.v for m in bw], "lr": cfg.recon_lr_rounding},
+                  {"params": [m.log_s for m in bw] + [m.log_s for m in ba], "lr": cfg.recon_lr_scale}]
         opt = torch.optim.Adam(params)
         warm = int(0.2 * iters)
         for it in range(iters):

@@ -17,5 +17,9 @@ def zeroq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource)
     return calibrate(canonical, cfg, calib, "zeroq")
 
 
+# the BN-analytic ranges at 6 sigma: the one setting that held both reference models' floors
+# (README, "What made MobileNetV2 work")
+DATA_FREE_QUANT = {"bn_ranges": "replace", "bn_range_sigmas": 6.0}
+
 ALGORITHMS.register("zeroq", Algorithm("zeroq", zeroq, "zeroq", "ZeroQ: distilled data from BN statistics",
-                                       mixed_precision=True))
+                                       mixed_precision=True, data_free_quant=DATA_FREE_QUANT))
