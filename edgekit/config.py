@@ -91,6 +91,7 @@ class QuantConfig:
     round_reg: float = 0.01
     recon_lr_rounding: float = 1e-3
     recon_lr_scale: float = 5e-4
+    recon_seed: int = 0  # batch sampling and QDrop masks
     first_last_8bit: bool = True
     # Mixed precision (edgekit.quant.mixed_precision): per-layer weight bits from {2, 4, 8}
     # under a size budget in kB (1000 bytes) or an average bit width; layer_bits (node ->

@@ -117,6 +117,7 @@ class ActQuantizer(nn.Module):
         self.register_buffer("s0", torch.tensor(float(tq.scale[0])))
         self.log_s = nn.Parameter(torch.zeros(()))
         self.enabled, self.drop_p = False, 0.0
+        self.generator: torch.Generator | None = None  # QDrop's masks
 
     @property
     def scale(self) -> torch.Tensor:
@@ -130,7 +131,8 @@ class ActQuantizer(nn.Module):
         t = t + (torch.round(t) - t).detach()  # straight-through round
         xq = (torch.clamp(t + self.zp, self.qmin, self.qmax) - self.zp) * s
         if self.training and self.drop_p > 0:
-            return torch.where(torch.rand_like(x) < self.drop_p, x, xq)
+            keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype) < self.drop_p
+            return torch.where(keep, x, xq)
         return xq
 
 
@@ -316,7 +318,7 @@ def reconstruct(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Te
         for m in bw:
             m.mode = "soft"
         for m in ba:
-            m.enabled, m.drop_p = True, cfg.qdrop_p
+            m.enabled, m.drop_p, m.generator = True, cfg.qdrop_p, g
         b.module.train()
         params = [{"params": [m.v for m in bw], "lr": cfg.recon_lr_rounding},
                   {"params": [m.log_s for m in bw] + [m.log_s for m in ba], "lr": cfg.recon_lr_scale}]
@@ -368,7 +370,7 @@ def genie(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource)
     recipe = plan_bits(canonical, cfg, "genie")
     init_cfg = QuantConfig(**{**cfg.__dict__, "act_estimator": "mse" if cfg.a_bits < 8 else cfg.act_estimator})
     recipe = calibrate(canonical, init_cfg, calib, "genie", recipe=recipe, progress=False)
-    return reconstruct(canonical, recipe, calib.images, cfg, progress=False)
+    return reconstruct(canonical, recipe, calib.images, cfg, seed=cfg.recon_seed, progress=False)
 
 
 ALGORITHMS.register("genie", Algorithm("genie", genie, "genie",
