@@ -47,10 +47,18 @@ def simulated_logits(canonical: CanonicalModel, recipe: QuantRecipe, target: Tar
 
 def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: bool = True) -> tuple[torch.Tensor, float]:
     """Logits [N, K] of the artifact at ``path`` run in its runtime, and seconds taken."""
-    run = target.runner(path)
+    run, bs = target.runner(path), target.batch_size
     t0 = time.time()
-    outs = [run(images[i:i + 1]) for i in tqdm(range(len(images)), desc=f"eval {path.name}",
-                                                unit="img", disable=not progress, leave=False)]
+    outs = []
+    with tqdm(total=len(images), desc=f"eval {path.name}", unit="img", disable=not progress, leave=False) as bar:
+        for i in range(0, len(images), bs):
+            try:
+                outs.append(run(images[i:i + bs]))
+            except Exception:  # a program exported with a static batch of 1
+                if bs == 1:
+                    raise
+                outs.extend(run(images[j:j + 1]) for j in range(i, min(i + bs, len(images))))
+            bar.update(min(bs, len(images) - i))
     return torch.cat(outs), time.time() - t0
 
 

@@ -82,6 +82,7 @@ class Target:
     """Base of the backends: subclasses set ``name`` and implement quantizer/lower/runner."""
 
     name: str = ""
+    batch_size: int = 1  # images per runner call in evaluation (artifacts are lowered for batch 1)
 
     @property
     def profile(self) -> TargetProfile:

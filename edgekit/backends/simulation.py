@@ -18,6 +18,7 @@ from edgekit.registry import TARGETS
 
 class Simulation(Target):
     name = "simulation"
+    batch_size = 256  # the .pt2 has a dynamic batch dimension where the model allows one
 
     # quantize/dequantize placed as XNNPACK places them (the mobile-CPU default)
     quantizer = ExecuTorchXnnpack.quantizer
