@@ -101,11 +101,17 @@ def test_one_job_at_a_time_and_kill_mid_run(tmp_path, bundle):
     a = AgentProc(tmp_path)
     try:
         art = resolve(bundle, "onnxruntime")
-        body = pack_job(art, job_spec_for(art, 0, 2000))
+        body = pack_job(art, job_spec_for(art, 0, 20000))
         first = {}
         t = threading.Thread(target=lambda: first.update(r=_post(a, body)))
         t.start()
-        time.sleep(1.0)
+        # wait until the agent says the first job is running (not a fixed sleep: on a quiet
+        # machine a short job can finish before a second request arrives)
+        auth = {"Authorization": f"Bearer {a.token}"}
+        deadline = time.time() + 60
+        while not requests.get(a.url + "/v1/info", headers=auth, timeout=10).json()["busy"]:
+            assert time.time() < deadline and t.is_alive(), "the first job never showed as running"
+            time.sleep(0.02)
         busy = _post(a, body)
         assert busy.status_code == 503 and "busy" in busy.json()["error"]
         t.join(120)
