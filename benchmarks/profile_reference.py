@@ -1,7 +1,7 @@
 """Profiling figures for the reference model (ResNet-20, 1x28x28).
 
 Usage: .venv/bin/python benchmarks/profile_reference.py [--bundle build/demo] [--runs 200]
-       [--warmup-runs 20] [--out build/profile_reference.json]
+       [--warmup-runs 20] [--out benchmarks/results/profile_reference.json]
 
 Prints and writes (JSON):
 1. per-module mapping coverage of the delegated operators' time in the int8 .pte trace;
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup-runs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3, help="on/off overhead pairs (interleaved)")
-    ap.add_argument("--out", type=Path, default=ROOT / "build" / "profile_reference.json")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "profile_reference.json")
     a = ap.parse_args()
     bundle = a.bundle or (ROOT / "build" / "demo" if (ROOT / "build/demo/manifest.json").exists()
                           else None)
