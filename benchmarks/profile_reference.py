@@ -117,7 +117,7 @@ def main() -> None:
             built = build(Path(tmp), model)
             paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"],
                      "pte_fp32": built["pte_fp32"], "tflite_fp32": built["tflite_fp32"]}
-            source = f"bundle {bundle}"
+            source = f"bundle {bundle.resolve().relative_to(ROOT) if bundle.resolve().is_relative_to(ROOT) else bundle}"
         else:
             paths = build(Path(tmp))
             source = f"ResNet20 built by this script ({_reference_model()[1]})"
