@@ -110,7 +110,7 @@ class RunConfig:
     data_free: bool = True
     calib_path: str | None = None
     calib_samples: int = 512
-    targets: list[str] = field(default_factory=lambda: ["executorch-xnnpack", "litert"])
+    targets: list[str] = field(default_factory=list)  # none: pipeline.resolve_targets picks
     quant: QuantConfig = field(default_factory=QuantConfig)
     synth: SynthConfig | None = None  # None: the model's own budget (zoo entry), else SynthConfig()
     synth_overrides: dict[str, Any] = field(default_factory=dict)  # flags the user gave

@@ -49,16 +49,19 @@ def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: boo
     """Logits [N, K] of the artifact at ``path`` run in its runtime, and seconds taken."""
     run, bs = target.runner(path), target.batch_size
     t0 = time.time()
-    outs = []
+    outs, i = [], 0
     with tqdm(total=len(images), desc=f"eval {path.name}", unit="img", disable=not progress, leave=False) as bar:
-        for i in range(0, len(images), bs):
+        while i < len(images):
             try:
-                outs.append(run(images[i:i + bs]))
-            except Exception:  # a program exported with a static batch of 1
+                out = run(images[i:i + bs])
+            except Exception:
                 if bs == 1:
                     raise
-                outs.extend(run(images[j:j + 1]) for j in range(i, min(i + bs, len(images))))
-            bar.update(min(bs, len(images) - i))
+                bs = 1  # a program exported with a static batch of 1: one image at a time from here
+                continue
+            outs.append(out)
+            bar.update(len(out))
+            i += len(out)
     return torch.cat(outs), time.time() - t0
 
 

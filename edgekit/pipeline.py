@@ -172,10 +172,11 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             f"bits {sorted(mp.chosen.values())}")
     t0 = time.time()
     recipe: QuantRecipe = ALGORITHMS.get(cfg.method).fn(canonical, cfg.quant, calib)
-    if targets is None:
+    if targets is None:  # mixed precision: chosen for the final per-layer bits
         targets = resolve_targets(cfg, recipe, log)
-    for t in targets:  # per-layer bits may differ from the plan's
-        t.check(recipe)
+    else:
+        for t in targets:  # per-layer bits (Genie's first/last layers) may differ from the plan's
+            t.check(recipe)
     timings["quantize_s"] = time.time() - t0
 
     dataset = dataset or loaded.dataset

@@ -11,7 +11,6 @@ initializers (two per byte, ONNX 1.16+/opset 21): the file really holds 4-bit we
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -139,9 +138,7 @@ class OnnxQdq(Target):
         n4 = to_int4(model, int4_qdq_nodes(ep)) if recipe is not None else 0
         strip_node_metadata(model)
         onnx.checker.check_model(model)
-        tmp = path.with_suffix(".onnx.tmp")
-        onnx.save(model, str(tmp))
-        os.replace(tmp, path)
+        onnx.save(model, str(path))  # into the staged bundle directory, like the other targets
         with open(log, "a") as f:
             f.write(f"edgekit: {n4} quantize/dequantize nodes stored as INT4\n")
         return Artifact(path, self.name, "onnx", "onnxruntime", {"log": log})

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from edgekit.bundle import write_text_atomic
 from edgekit.errors import UserError
 
 SCHEMA = "edgekit.trace"
@@ -198,7 +198,7 @@ class Trace:
         Raises RuntimeError for an incomplete trace: a cut-short run is never saved as complete."""
         if not self.complete:
             raise RuntimeError("refusing to save an incomplete trace")
-        return _atomic_write(Path(path), json.dumps(self.to_dict(), indent=1))
+        return write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Trace":
@@ -255,7 +255,7 @@ class Trace:
 
     def save_chrome_trace(self, path: str | os.PathLike) -> Path:
         """Write ``to_chrome_trace()`` to ``path`` (atomically)."""
-        return _atomic_write(Path(path), json.dumps(self.to_chrome_trace()))
+        return write_text_atomic(Path(path), json.dumps(self.to_chrome_trace()))
 
 
 def module_label(module: str | None) -> str:
@@ -291,19 +291,6 @@ def compare(a: Trace, b: Trace, stat: str = "p50") -> list[tuple[str, float, flo
 def _finite(d: dict[str, float]) -> dict[str, float | None]:
     # JSON has no NaN: write null for the statistics of an empty series
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def iter_modules(events: Iterable[Event]) -> list[str]:
