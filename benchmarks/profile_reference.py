@@ -9,10 +9,8 @@ Prints and writes (JSON):
    off (same .pte, ms), and beside it the wall time of the traced runs themselves;
 3. fp32 vs int8 p50 latency for .pte (ExecuTorch XNNPACK) and .tflite (LiteRT), and the speed-up.
 
-With --bundle (a directory written by ``edgekit quantize``) its int8 .pte/.tflite are used and the
-fp32 artifacts are lowered from its ``model_float.pt2``. Without, the script builds all four from
-``edgekit.models.resnet.ResNet20`` (the trained checkpoint when present, else seeded random
-weights: latency does not depend on the weights' values) with the same flows as the tests.
+The bundle (``make demo`` writes ``build/demo``, the default) gives the int8 .pte/.tflite; the fp32
+ones are lowered from its ``model_float.pt2`` by the same targets.
 """
 from __future__ import annotations
 
@@ -26,68 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _reference_model():
-    import torch
+def fp32_artifacts(bundle: Path, out: Path) -> dict[str, Path]:
+    """The FP32 .pte and .tflite of ``bundle``'s float program, lowered by the same targets that
+    wrote its int8 artifacts (recipe None: no quantization)."""
+    import edgekit.plugins  # noqa: F401  (registers the targets)
+    from edgekit.bundle import read_manifest
+    from edgekit.pipeline import canonical_from_bundle
+    from edgekit.registry import TARGETS
 
-    from edgekit.models.resnet import ResNet20
-
-    torch.manual_seed(0)
-    m = ResNet20()
-    ck = ROOT / "edgekit/models/checkpoints/resnet20_fmnist.pt"
-    if ck.exists():
-        m.load_state_dict(torch.load(ck, map_location="cpu"))
-    return m.eval(), ("checkpoint" if ck.exists() else "random weights")
-
-
-def build(out: Path, model=None) -> dict[str, Path]:
-    """Lower ``model`` (default: the reference ResNet-20) to int8 and fp32 .pte/.tflite in ``out``."""
-    import torch
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
-    from executorch.exir import to_edge_transform_and_lower
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    import litert_torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
-    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config as lcfg
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    if model is None:
-        model, _ = _reference_model()
-    x = (torch.randn(1, 1, 28, 28),)
-    calib = [torch.randn(1, 1, 28, 28) for _ in range(8)]
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-
-    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    p = prepare_pt2e(torch.export.export(model, x).module(), q)
-    for c in calib:
-        p(c)
-    edge = to_edge_transform_and_lower(torch.export.export(convert_pt2e(p), x),
-                                       partitioner=[XnnpackPartitioner()], generate_etrecord=True)
-    prog = edge.to_executorch()
-    paths["pte_int8"] = out / "int8.pte"
-    paths["pte_int8"].write_bytes(prog.buffer)
-    prog.get_etrecord().save(str(out / "int8.etrecord"))
-
-    edge = to_edge_transform_and_lower(torch.export.export(model, x),
-                                       partitioner=[XnnpackPartitioner()], generate_etrecord=True)
-    prog = edge.to_executorch()
-    paths["pte_fp32"] = out / "fp32.pte"
-    paths["pte_fp32"].write_bytes(prog.buffer)
-    prog.get_etrecord().save(str(out / "fp32.etrecord"))
-
-    lq = PT2EQuantizer().set_global(lcfg(is_per_channel=True, is_dynamic=False))
-    lp = prepare_pt2e(torch.export.export(model, x).module(), lq)
-    for c in calib:
-        lp(c)
-    paths["tflite_int8"] = out / "int8.tflite"
-    litert_torch.convert(convert_pt2e(lp, fold_quantize=False), x,
-                         quant_config=QuantConfig(pt2e_quantizer=lq)).export(str(paths["tflite_int8"]))
-    paths["tflite_fp32"] = out / "fp32.tflite"
-    litert_torch.convert(model, x).export(str(paths["tflite_fp32"]))
-    return paths
+    canonical = canonical_from_bundle(bundle, read_manifest(bundle))
+    return {f"{kind}_fp32": TARGETS.get(target).lower(canonical, None, out, "fp32").path
+            for kind, target in (("pte", "executorch-xnnpack"), ("tflite", "litert"))}
 
 
 def profile(path: Path, warmup: int, runs: int, trace_ops: bool = True):
@@ -100,27 +47,21 @@ def profile(path: Path, warmup: int, runs: int, trace_ops: bool = True):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bundle", type=Path, help="an edgekit bundle (default: build/demo if present)")
+    ap.add_argument("--bundle", type=Path, help="an edgekit bundle with .pte and .tflite (default: build/demo)")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup-runs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3, help="on/off overhead pairs (interleaved)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "profile_reference.json")
     a = ap.parse_args()
-    bundle = a.bundle or (ROOT / "build" / "demo" if (ROOT / "build/demo/manifest.json").exists()
-                          else None)
+    from edgekit.bundle import read_manifest
+
+    bundle = (a.bundle or ROOT / "build" / "demo").resolve()
+    if not (bundle / "manifest.json").exists():
+        sys.exit(f"{bundle} is not an edgekit bundle: run 'make demo' first, or give --bundle DIR")
     with tempfile.TemporaryDirectory() as tmp:
-        if bundle is not None:
-            import torch
-            man = json.loads((bundle / "manifest.json").read_text())
-            files = {x["runtime"]: bundle / x["file"] for x in man["artifacts"]}
-            model = torch.export.load(str(bundle / "model_float.pt2")).module()
-            built = build(Path(tmp), model)
-            paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"],
-                     "pte_fp32": built["pte_fp32"], "tflite_fp32": built["tflite_fp32"]}
-            source = f"bundle {bundle.resolve().relative_to(ROOT) if bundle.resolve().is_relative_to(ROOT) else bundle}"
-        else:
-            paths = build(Path(tmp))
-            source = f"ResNet20 built by this script ({_reference_model()[1]})"
+        files = {x["runtime"]: bundle / x["file"] for x in read_manifest(bundle)["artifacts"]}
+        paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"], **fp32_artifacts(bundle, Path(tmp))}
+        source = f"bundle {bundle.relative_to(ROOT) if bundle.is_relative_to(ROOT) else bundle}"
         res: dict = {"source": source, "runs": a.runs, "warmup_runs": a.warmup_runs}
         t = profile(paths["pte_int8"], a.warmup_runs, a.runs)
         res["pte_int8_mapping_coverage"] = t.mapping_coverage()

@@ -289,7 +289,7 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
         entry = next((a for a in (manifest or {}).get("artifacts", []) if a["file"] == path.name), None)
         entries = [(entry["target"] if entry else _FORMAT_TARGET[path.suffix], path)]
     if manifest:
-        canonical = _canonical_from_bundle(bundle_dir, manifest)
+        canonical = canonical_from_bundle(bundle_dir, manifest)
         recipe = QuantRecipe.load(bundle_dir / manifest["quantization"]["recipe"])
         dataset = dataset or (manifest.get("evaluation") or {}).get("dataset")
     else:
@@ -307,7 +307,7 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
     return {"dataset": dataset, "num_samples": len(labels), "fp32_top1": None, "results": results}
 
 
-def _canonical_from_bundle(bundle_dir: Path, manifest: dict) -> CanonicalModel:
+def canonical_from_bundle(bundle_dir: Path, manifest: dict) -> CanonicalModel:
     """The canonical model stored in a bundle (its BN-folded float program)."""
     prog = bundle_dir / manifest["model"]["float_program"]
     try:
