@@ -58,7 +58,9 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--a-bits", type=int, default=8, show_default=True, help="Activation bit width.")
 @click.option("--target", "targets", multiple=True, help="Target backend, repeatable (default: executorch-xnnpack and litert where they run the recipe, else simulation).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edgekit-bundle"), show_default=True,
-              help="Bundle directory to write.")
+              help="Bundle directory to write (a new path, an empty folder or an earlier edgekit bundle).")
+@click.option("--force", is_flag=True,
+              help="Replace --out even when it is a folder edgekit did not write (never the current, home or root folder).")
 @click.option("--act-estimator", type=click.Choice(["minmax", "percentile", "mse"]), default="percentile",
               show_default=True, help="Activation range estimator.")
 @click.option("--percentile", type=float, default=99.99, show_default=True)
@@ -84,7 +86,7 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
               help="Synthesis and reconstruction budget; small: 32 images x 20 steps, 30 Genie-M steps per block "
                    "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
-def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, act_estimator, percentile, per_tensor,
+def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, force, act_estimator, percentile, per_tensor,
              num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_samples, input_shape, no_progress,
              mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
@@ -111,7 +113,7 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, act_
     if recon_iterations is not None:
         cfg.quant.recon_iterations = recon_iterations
     log = (lambda m: None) if no_progress else (lambda m: click.echo(m, err=True))
-    result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log)
+    result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log, force=force)
     click.echo(summary_table(result.manifest))
     click.echo(f"bundle: {result.out}")
 

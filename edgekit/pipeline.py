@@ -18,6 +18,8 @@ from edgekit.backends.base import captured_output
 from edgekit.config import VALID_BITS, RunConfig, SynthConfig, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.datasets import PREPROCESS, load_dataset, preprocess_for
+from edgekit.artifacts import check_artifact, probe_artifact
+from edgekit.bundle import inside, verify
 from edgekit.errors import UserError
 from edgekit.evaluate import float_logits, run_artifact, score, simulated_logits, top1
 from edgekit.models.canonical import CanonicalModel, canonicalize
@@ -128,59 +130,60 @@ def calibration_source(cfg: RunConfig, loaded: LoadedModel, canonical: Canonical
     if cfg.data_free:
         return SYNTHESIZERS.get(ALGORITHMS.get(cfg.method).synthesizer)(canonical, cfg.synth, progress)
     pre = preprocess_for(loaded.dataset, tuple(loaded.example_input.shape))
-    return load_calibration(cfg.calib_path, pre, cfg.calib_samples)
+    return load_calibration(cfg.calib_path, pre, cfg.calib_samples, canonical.input_bounds)
 
 
 def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = None, dataset: str | None = None,
-             eval_samples: int | None = None, progress: bool = True, log=print) -> RunResult:
-    """Run the main job and write the bundle to ``out`` (atomically).
+             eval_samples: int | None = None, progress: bool = True, log=print, force: bool = False) -> RunResult:
+    """Run the main job and write the bundle to ``out`` (atomically; an existing folder is
+    replaced only when it is a bundle edgekit wrote, or with ``force``: see ``bundle.staged_dir``).
 
-    Raises UserError on bad input; other exceptions are failures.
+    Raises UserError on bad input (``out`` is checked before any work); other exceptions are failures.
     """
     validate(cfg)
-    timings: dict[str, float] = {}
-    t_all = time.time()
-    loaded, canonical = prepare_model(cfg.model, input_shape)
-    base = cfg.synth or loaded.synth
-    if cfg.synth is None and ALGORITHMS.get(cfg.method).synthesizer == "genie" and loaded.synth == SynthConfig():
-        base = SynthConfig.genie()  # Genie-D's own CPU budget where the zoo sets none
-    cfg.synth = dataclasses.replace(base, **cfg.synth_overrides)
-    defaults = ALGORITHMS.get(cfg.method).data_free_quant if cfg.data_free else {}
-    cfg.quant = dataclasses.replace(cfg.quant, **{**defaults, **cfg.quant_overrides})
-    if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
-        raise UserError("--num-samples must be at least 1 and --iterations at least 0")
-    plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits, cfg.quant.per_channel)
-    mp = None
-    if cfg.quant.mixed_precision:  # the budget is checked against the model before any synthesis
-        from edgekit.quant.mixed_precision import budget_bytes, layer_infos
-        budget_bytes(layer_infos(canonical.graph_module), cfg.quant.size_budget_kb, cfg.quant.avg_bits)
-    # with mixed precision the per-layer bits (and so the default targets) are known only later
-    targets = resolve_targets(cfg, plan, log) if cfg.targets or not cfg.quant.mixed_precision else None
+    with bnd.staged_dir(out, force) as tmp:  # --out is checked (and its folder made) before any work
+        timings: dict[str, float] = {}
+        t_all = time.time()
+        loaded, canonical = prepare_model(cfg.model, input_shape)
+        base = cfg.synth or loaded.synth
+        if cfg.synth is None and ALGORITHMS.get(cfg.method).synthesizer == "genie" and loaded.synth == SynthConfig():
+            base = SynthConfig.genie()  # Genie-D's own CPU budget where the zoo sets none
+        cfg.synth = dataclasses.replace(base, **cfg.synth_overrides)
+        defaults = ALGORITHMS.get(cfg.method).data_free_quant if cfg.data_free else {}
+        cfg.quant = dataclasses.replace(cfg.quant, **{**defaults, **cfg.quant_overrides})
+        if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
+            raise UserError("--num-samples must be at least 1 and --iterations at least 0")
+        plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits, cfg.quant.per_channel)
+        mp = None
+        if cfg.quant.mixed_precision:  # the budget is checked against the model before any synthesis
+            from edgekit.quant.mixed_precision import budget_bytes, layer_infos
+            budget_bytes(layer_infos(canonical.graph_module), cfg.quant.size_budget_kb, cfg.quant.avg_bits)
+        # with mixed precision the per-layer bits (and so the default targets) are known only later
+        targets = resolve_targets(cfg, plan, log) if cfg.targets or not cfg.quant.mixed_precision else None
 
-    t0 = time.time()
-    calib = calibration_source(cfg, loaded, canonical, progress)
-    timings["calibration_data_s"] = time.time() - t0
-    log(f"calibration data: {calib.provenance['kind']} ({calib.provenance['method']}), "
-        f"{len(calib)} images, {timings['calibration_data_s']:.1f} s")
-    if cfg.quant.mixed_precision:
-        from edgekit.quant.mixed_precision import choose_bits
         t0 = time.time()
-        mp = choose_bits(canonical, calib, cfg.quant.size_budget_kb, cfg.quant.avg_bits)
-        cfg.quant.layer_bits = dict(mp.chosen)
-        timings["mixed_precision_s"] = time.time() - t0
-        log(f"mixed precision: {mp.chosen_bytes / 1000:.1f} kB of weights (budget {mp.budget_bytes / 1000:.1f} kB), "
-            f"bits {sorted(mp.chosen.values())}")
-    t0 = time.time()
-    recipe: QuantRecipe = ALGORITHMS.get(cfg.method).fn(canonical, cfg.quant, calib)
-    if targets is None:  # mixed precision: chosen for the final per-layer bits
-        targets = resolve_targets(cfg, recipe, log)
-    else:
-        for t in targets:  # per-layer bits (Genie's first/last layers) may differ from the plan's
-            t.check(recipe)
-    timings["quantize_s"] = time.time() - t0
+        calib = calibration_source(cfg, loaded, canonical, progress)
+        timings["calibration_data_s"] = time.time() - t0
+        log(f"calibration data: {calib.provenance['kind']} ({calib.provenance['method']}), "
+            f"{len(calib)} images, {timings['calibration_data_s']:.1f} s")
+        if cfg.quant.mixed_precision:
+            from edgekit.quant.mixed_precision import choose_bits
+            t0 = time.time()
+            mp = choose_bits(canonical, calib, cfg.quant.size_budget_kb, cfg.quant.avg_bits)
+            cfg.quant.layer_bits = dict(mp.chosen)
+            timings["mixed_precision_s"] = time.time() - t0
+            log(f"mixed precision: {mp.chosen_bytes / 1000:.1f} kB of weights (budget {mp.budget_bytes / 1000:.1f} kB), "
+                f"bits {sorted(mp.chosen.values())}")
+        t0 = time.time()
+        recipe: QuantRecipe = ALGORITHMS.get(cfg.method).fn(canonical, cfg.quant, calib)
+        if targets is None:  # mixed precision: chosen for the final per-layer bits
+            targets = resolve_targets(cfg, recipe, log)
+        else:
+            for t in targets:  # per-layer bits (Genie's first/last layers) may differ from the plan's
+                t.check(recipe)
+        timings["quantize_s"] = time.time() - t0
 
-    dataset = dataset or loaded.dataset
-    with bnd.staged_dir(out) as tmp:
+        dataset = dataset or loaded.dataset
         torch.export.save(canonical.folded, str(tmp / bnd.FLOAT_PROGRAM))
         recipe.save(tmp / bnd.RECIPE)
         if mp is not None:
@@ -273,8 +276,10 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
     """``edgekit eval``: evaluate a bundle's artifacts, or one artifact file, in their runtimes.
 
     With a bundle (or an artifact inside one) the simulation of the bundle's recipe is the
-    reference for agreement. Raises UserError for a missing path, an unknown artifact type, or
-    no data set.
+    reference for agreement. Each file is checked before its runtime loads it: its sha256
+    against the manifest's, its format identifier, and one load in a child process (a runtime
+    that crashes on it cannot take this process down). Raises UserError for a missing path, a
+    changed or corrupted file, an unknown artifact type, or no data set.
     """
     path = Path(path)
     if not path.exists():
@@ -282,12 +287,21 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
     bundle_dir = path if path.is_dir() else path.parent
     manifest = bnd.read_manifest(bundle_dir) if (path.is_dir() or (bundle_dir / bnd.MANIFEST).exists()) else None
     if path.is_dir():
-        entries = [(a["target"], bundle_dir / a["file"]) for a in manifest["artifacts"]]
+        listed = manifest.get("artifacts") or []
+        entries = [(a["target"], inside(bundle_dir, a["file"], "artifact"), a.get("sha256")) for a in listed]
     else:
         if path.suffix not in _FORMAT_TARGET:
             raise UserError(f"{path}: unknown artifact type {path.suffix!r}; give a .pte, .tflite or .onnx file")
         entry = next((a for a in (manifest or {}).get("artifacts", []) if a["file"] == path.name), None)
-        entries = [(entry["target"] if entry else _FORMAT_TARGET[path.suffix], path)]
+        entries = [(entry["target"] if entry else _FORMAT_TARGET[path.suffix], path, (entry or {}).get("sha256"))]
+    for _, p, digest in entries:  # before any runtime sees the files
+        if not p.is_file():
+            raise UserError(f"{p} is missing; re-create the bundle with 'edgekit quantize'")
+        verify(p, digest)
+        if p.suffix != ".pt2":
+            check_artifact(p)
+            probe_artifact(p)
+    entries = [(t, p) for t, p, _ in entries]
     if manifest:
         canonical = canonical_from_bundle(bundle_dir, manifest)
         recipe = QuantRecipe.load(bundle_dir / manifest["quantization"]["recipe"])

@@ -19,3 +19,11 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write the fuzz tests' example counts (``EDGEKIT_FUZZ_REPORT``, see tests/fuzzing.py)."""
+    import sys
+    fuzzing = sys.modules.get("tests.fuzzing")
+    if fuzzing is not None:
+        fuzzing.write_report()

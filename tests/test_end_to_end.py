@@ -77,3 +77,18 @@ def test_real_calibration_through_calib_npz(tmp_path, cli):
     assert m["quantization"]["calibration"]["num_samples"] == 64
     (r,) = m["evaluation"]["results"]
     assert r["agreement_with_simulation"] >= 0.99 and r["top1"] >= m["evaluation"]["fp32_top1"] - 0.03
+
+
+def test_eval_refuses_a_bundle_whose_artifact_changed(bundle, cli, tmp_path):
+    import shutil
+    out, _ = bundle
+    copy = tmp_path / "b"
+    shutil.copytree(out, copy)
+    data = bytearray((copy / "model.tflite").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit: the file still loads, its numbers are wrong
+    (copy / "model.tflite").write_bytes(bytes(data))
+    for target in (copy, copy / "model.tflite"):
+        proc = cli("eval", str(target), "--limit", "8", "--no-progress")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+        assert "model.tflite is corrupted" in lines[0] and "sha256" in lines[0]

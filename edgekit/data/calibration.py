@@ -39,15 +39,44 @@ class CalibrationSource:
         return len(self.images)
 
 
-def _npz_images(path: Path, pre: Preprocess) -> torch.Tensor:
+def check_inputs(arr: np.ndarray, path: Path, bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 tolerance: float = 1e-3) -> np.ndarray:
+    """Check float model inputs [N, C, H, W]: at least one sample, every value finite and, when
+    the model's input range is known (``bounds``: per-channel lo, hi float32 [C]), inside it.
+    Returns ``arr``; raises UserError naming the file and the first bad sample."""
+    if len(arr) == 0:
+        raise UserError(f"{path} holds no samples; give at least one")
+    flat = arr.reshape(len(arr), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise UserError(f"{path}: sample {i} holds NaN or infinite values ({int(bad.sum())} bad samples in "
+                        f"all); give finite model inputs")
+    if bounds is not None:
+        lo = bounds[0].numpy().reshape(1, -1, 1, 1) - tolerance
+        hi = bounds[1].numpy().reshape(1, -1, 1, 1) + tolerance
+        out = ((arr < lo) | (arr > hi)).reshape(len(arr), -1).any(axis=1)
+        if out.any():
+            i = int(np.argmax(out))
+            raise UserError(f"{path}: sample {i} has values in [{arr[i].min():.4g}, {arr[i].max():.4g}], outside "
+                            f"the model's input range [{float(bounds[0].min()):.4g}, {float(bounds[1].max()):.4g}] "
+                            "(pixels 0..255 after its normalisation); give preprocessed inputs of that "
+                            "range, or uint8 images")
+    return arr
+
+
+def _npz_images(path: Path, pre: Preprocess, bounds=None) -> torch.Tensor:
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             keys = list(z.keys())
             if not keys:
                 raise UserError(f"{path} holds no arrays; save images under the key 'images'")
             arr = z["images"] if "images" in z else z[keys[0]]
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({e}); save one with numpy.savez") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"{path} is not a readable .npz file ({str(e).splitlines()[0][:120]}); "
+                        "save one with numpy.savez") from None
+    except Exception as e:  # zipfile.BadZipFile and kin from a damaged archive
+        raise UserError(f"{path} is not a readable .npz file ({type(e).__name__}); save one with numpy.savez") from None
     want = (pre.channels, pre.size, pre.size)
     if arr.dtype == np.uint8:
         if arr.ndim == 3:
@@ -59,7 +88,7 @@ def _npz_images(path: Path, pre: Preprocess) -> torch.Tensor:
                             f"{want} (C, H, W); give images of that size")
         return pre.tensor(arr)
     if arr.dtype in (np.float32, np.float64) and arr.ndim == 4 and arr.shape[1:] == want:
-        return torch.from_numpy(arr.astype(np.float32))
+        return torch.from_numpy(check_inputs(arr.astype(np.float32), path, bounds))
     raise UserError(f"{path}: array of dtype {arr.dtype} and shape {tuple(arr.shape)}; give uint8 "
                     f"images [N, H, W(, C)] or float32 model inputs [N, {want[0]}, {want[1]}, {want[2]}]")
 
@@ -71,8 +100,9 @@ def _folder_images(path: Path, pre: Preprocess, limit: int) -> torch.Tensor:
         try:
             with Image.open(f) as img:
                 arrays.append(pre.image(img))
-        except (UnidentifiedImageError, OSError):
-            continue
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+            raise UserError(f"{f} cannot be read as an image ({type(e).__name__}); remove it from the "
+                            "folder or replace it") from None
         except UserError as e:
             raise UserError(f"{f}: {e}") from None
     if not arrays:
@@ -81,10 +111,14 @@ def _folder_images(path: Path, pre: Preprocess, limit: int) -> torch.Tensor:
     return pre.tensor(np.stack(arrays))
 
 
-def load_calibration(path: str | Path, pre: Preprocess, limit: int = 512) -> CalibrationSource:
+def load_calibration(path: str | Path, pre: Preprocess, limit: int = 512,
+                     bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> CalibrationSource:
     """Real calibration images from an .npz file or an image folder (at most ``limit``).
 
-    Raises UserError when the path is missing, holds no usable images, or images of the wrong shape.
+    bounds: the model's per-channel input range (lo, hi float32 [C]) when its preprocessing is
+    known; float inputs outside it are refused. Raises UserError when the path is missing,
+    holds no usable images, an image that cannot be decoded, images of the wrong shape, or
+    float inputs that are not finite or out of range (naming the first bad sample).
     """
     p = Path(path)
     if not p.exists():
@@ -92,7 +126,7 @@ def load_calibration(path: str | Path, pre: Preprocess, limit: int = 512) -> Cal
     if p.is_dir():
         images = _folder_images(p, pre, limit)
     elif p.suffix == ".npz":
-        images = _npz_images(p, pre)[:limit]
+        images = _npz_images(p, pre, bounds)[:limit]
     else:
         raise UserError(f"calibration path {p} is neither an .npz file nor a folder of images")
     if len(images) == 0:

@@ -23,10 +23,10 @@ def _one_line_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"edgekit: error: {e}", err=True)
             sys.exit(2)
         except TransportError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"edgekit: error: {e}", err=True)
             sys.exit(1)
     return wrapper
 

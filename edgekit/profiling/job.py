@@ -9,15 +9,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.bundle import read_manifest, sha256_file
+from edgekit.bundle import inside, job_relative, read_manifest, verify  # noqa: F401  (re-exported)
 from edgekit.errors import UserError
 
 JOB_FILE = "job.json"
+MAX_RUNS = 1_000_000
+MAX_INPUT_ELEMENTS = 1 << 28
+INPUT_DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64", "bool")
+
+
+def _int_field(name: str, value: Any, lo: int, hi: int, flag: str, hint: str) -> None:
+    if type(value) is not int:  # bool, float (1e400 is inf), str are refused
+        raise UserError(f"{name} must be an integer, not {type(value).__name__} {str(value)[:20]!r}")
+    if not lo <= value <= hi:
+        raise UserError(f"{flag} {value}: {hint}" if value < lo else f"{flag} {value}: at most {hi}")
+
 
 #: runtime name -> artifact suffix; aliases accepted on the command line
 RUNTIMES = {"executorch": ".pte", "litert": ".tflite", "onnxruntime": ".onnx"}
@@ -63,13 +77,34 @@ class JobSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Raise UserError for counts out of range or an unknown runtime."""
-        if int(self.runs) < 1:
-            raise UserError(f"--runs {self.runs}: give at least 1 timed run")
-        if int(self.warmup_runs) < 0:
-            raise UserError(f"--warmup-runs {self.warmup_runs}: give 0 or more warm-up runs")
-        if self.threads is not None and int(self.threads) < 1:
-            raise UserError(f"--threads {self.threads}: give at least 1 thread")
+        """Check every field's type and range; raises UserError naming the field. Paths must be
+        relative names inside the job folder (no ``..``, not absolute)."""
+        for name in ("artifact", "runtime"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise UserError(f"{name} must be a non-empty string")
+        for name in ("artifact", "etrecord"):
+            value = getattr(self, name)
+            if value is not None:
+                job_relative(value, name)
+        if self.sha256 is not None and not (isinstance(self.sha256, str) and len(self.sha256) == 64
+                                            and all(c in "0123456789abcdefABCDEF" for c in self.sha256)):
+            raise UserError("sha256 must be 64 hex digits or null")
+        _int_field("runs", self.runs, 1, MAX_RUNS, "--runs", "give at least 1 timed run")
+        _int_field("warmup_runs", self.warmup_runs, 0, MAX_RUNS, "--warmup-runs", "give 0 or more warm-up runs")
+        if self.threads is not None:
+            _int_field("threads", self.threads, 1, 1024, "--threads", "give at least 1 thread")
+        if not isinstance(self.trace_ops, bool):
+            raise UserError("trace_ops must be true or false")
+        if self.input_shape is not None:
+            if (not isinstance(self.input_shape, list) or not 1 <= len(self.input_shape) <= 8
+                    or not all(type(d) is int and 1 <= d <= 1 << 16 for d in self.input_shape)
+                    or math.prod(self.input_shape) > MAX_INPUT_ELEMENTS):
+                raise UserError(f"input_shape must be a list of 1 to 8 positive integers with at most "
+                                f"{MAX_INPUT_ELEMENTS} elements in all")
+        if self.input_dtype is not None and self.input_dtype not in INPUT_DTYPES:
+            raise UserError(f"input_dtype must be one of {', '.join(INPUT_DTYPES)}")
+        if not isinstance(self.extra, dict):
+            raise UserError("extra must be an object")
         normalize_runtime(self.runtime)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,8 +112,12 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "JobSpec":
+        """Build from a dict (job.json); raises UserError for a non-object, unknown or missing
+        fields. Call :meth:`validate` for the values."""
+        if not isinstance(d, dict):
+            raise UserError("a job spec must be a JSON object")
         known = set(cls.__dataclass_fields__)
-        bad = [k for k in d if k not in known]
+        bad = [str(k)[:40] for k in d if k not in known]
         if bad or "artifact" not in d or "runtime" not in d:
             raise UserError(f"job spec has unknown or missing fields ({', '.join(bad) or 'artifact/runtime'})")
         return cls(**d)
@@ -141,14 +180,15 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
             raise UserError(f"bundle {p} has no artifact for {want} (it has: "
                             f"{', '.join(have) or 'none'}); pick --runtime from those or re-run "
                             "'edgekit quantize' with the matching --target")
-        art = p / chosen["file"]
+        art = inside(p, str(chosen["file"]), "artifact")
         if not art.is_file():
             raise UserError(f"bundle {p} lists {chosen['file']} but the file is missing; "
                             "re-create the bundle with 'edgekit quantize'")
-        et = p / chosen["etrecord"] if chosen.get("etrecord") else art.with_suffix(".etrecord")
+        rt = normalize_runtime(chosen["runtime"])
+        et = inside(p, str(chosen["etrecord"]), "etrecord") if chosen.get("etrecord") else art.with_suffix(".etrecord")
         model = manifest.get("model") or {}
-        return ResolvedArtifact(path=art, runtime=normalize_runtime(chosen["runtime"]),
-                                sha256=chosen.get("sha256"), etrecord=et if et.is_file() else None,
+        return ResolvedArtifact(path=art, runtime=rt, sha256=chosen.get("sha256"),
+                                etrecord=et if rt == "executorch" and et.is_file() else None,
                                 input_shape=model.get("input_shape"),
                                 input_dtype=model.get("input_dtype"),
                                 model_name=model.get("name") or p.name)
@@ -163,17 +203,6 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
                             else None, model_name=p.stem)
 
 
-def verify(path: Path, expected_sha256: str | None) -> str:
-    """Hex sha256 of ``path``; raises UserError naming the file when it differs from
-    ``expected_sha256`` (the artifact was corrupted or replaced)."""
-    got = sha256_file(path)
-    if expected_sha256 and got.lower() != expected_sha256.lower():
-        raise UserError(f"artifact {path.name} is corrupted: its sha256 {got[:12]}… does not match "
-                        f"the manifest's {expected_sha256[:12]}…; re-create the bundle with "
-                        "'edgekit quantize'")
-    return got
-
-
 def _runtime_of_suffix(suffix: str) -> str | None:
     for rt, suf in RUNTIMES.items():
         if suffix.lower() == suf:
@@ -182,16 +211,31 @@ def _runtime_of_suffix(suffix: str) -> str | None:
 
 
 def run_job_dir(job_dir: Path) -> "Trace":
-    """Run the job described by ``job_dir/job.json`` with the matching host runner."""
+    """Run the job described by ``job_dir/job.json`` with the matching host runner; every file
+    it names must lie inside ``job_dir``."""
     from edgekit.profiling.runners import run_spec
 
     try:
-        spec = JobSpec.from_dict(json.loads((job_dir / JOB_FILE).read_text()))
+        spec = JobSpec.from_dict(json.loads((job_dir / JOB_FILE).read_bytes().decode("utf-8")))
     except FileNotFoundError:
         raise UserError(f"{job_dir} has no {JOB_FILE}") from None
-    except json.JSONDecodeError as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{job_dir / JOB_FILE} is not valid JSON ({e})") from None
     return run_spec(spec, base=job_dir)
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """Make this process die when ``parent_pid`` (the agent) dies: PR_SET_PDEATHSIG on Linux,
+    then a check that the parent is still the one expected (it may have died before the call)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edgekit.profiling.job", description=main.__doc__)
     ap.add_argument("job_dir", type=Path)
     ap.add_argument("--out", type=Path, required=True, help="where to write the trace JSON")
+    ap.add_argument("--deadline", type=float, help="seconds after which this process kills itself")
+    ap.add_argument("--parent-pid", type=int, help="die when this process (the agent) dies")
     a = ap.parse_args(argv)
+    if a.parent_pid is not None:
+        die_with_parent(a.parent_pid)
+    if a.deadline and hasattr(signal, "SIGALRM"):  # an orphan never runs on without a limit
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(max(1, math.ceil(a.deadline)))
     try:
         trace = run_job_dir(a.job_dir)
         trace.save(a.out)

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgekit.artifacts import native_stderr
 from edgekit.errors import UserError
 from edgekit.profiling.trace import Event, Trace
 
@@ -100,9 +101,11 @@ def run(path: Path, spec, metadata: dict[str, Any]) -> Trace:
         if spec.trace_ops:
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(tmp) / "ort")
+        so.log_severity_level = 3  # errors come back as exceptions, not as log lines
         try:
-            sess = ort.InferenceSession(str(path), sess_options=so,
-                                        providers=["CPUExecutionProvider"])
+            with native_stderr():  # onnxruntime's profiler logs its own line when loading fails
+                sess = ort.InferenceSession(str(path), sess_options=so,
+                                            providers=["CPUExecutionProvider"])
         except Exception as e:
             raise UserError(f"cannot load {path.name} with onnxruntime "
                             f"({str(e).splitlines()[0][:200]}): the file is corrupted or not "

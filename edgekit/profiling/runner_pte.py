@@ -13,18 +13,15 @@ attributed to the next mapped node (``mapping: "adjacent"``).
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import re
-import sys
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekit.artifacts import native_stderr
 from edgekit.errors import UserError
 from edgekit.profiling.trace import Event, Trace
 
@@ -299,35 +296,10 @@ def _runtime():
     return Runtime.get(), getattr(v, "__version__", "?")
 
 
-class _Captured:
-    text = ""
-
-
-@contextlib.contextmanager
-def _native_stderr():
-    """Send fd 2 (and sys.stderr) to a temporary file while the C++ runtime loads (it logs there directly), so
-    a failed load gives one clean error line; the text is kept on the yielded object."""
-    cap = _Captured()
-    sys.stderr.flush()
-    saved, saved_py = os.dup(2), sys.stderr
-    buf = io.StringIO()  # the pybindings may route the log through sys.stderr instead
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        sys.stderr = buf
-        try:
-            yield cap
-        finally:
-            sys.stderr = saved_py
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            cap.text = tmp.read().decode(errors="replace") + buf.getvalue()
-
-
 def load(path: Path, trace_ops: bool):
     """Load ``path``'s forward method; raises UserError for a corrupted or foreign file."""
     rt, version = _runtime()
-    with _native_stderr() as log:
+    with native_stderr() as log:
         try:
             program = rt.load_program(str(path), enable_etdump=trace_ops, debug_buffer_size=0)
             method = program.load_method("forward")
@@ -335,7 +307,7 @@ def load(path: Path, trace_ops: bool):
         except Exception as e:
             err = e
     if err is not None:
-        native = [ln.split("] ", 1)[-1] for ln in log.text.splitlines() if ln.strip()]
+        native = [ln.split("] ", 1)[-1] for ln in log[0].splitlines() if ln.strip()]
         why = native[-1] if native else str(err)
         raise UserError(f"cannot load {path.name} with ExecuTorch ({why}): the file is corrupted "
                         "or not a .pte; re-create it with 'edgekit quantize'")

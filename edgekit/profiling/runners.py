@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import UserError
-from edgekit.profiling.job import JobSpec, normalize_runtime, verify
+from edgekit.profiling.job import JobSpec, inside, normalize_runtime, verify
 from edgekit.profiling.trace import Trace
 
 #: runtime -> (module to import, pip requirement) for the "device lacks the runtime" message
@@ -84,17 +84,20 @@ def make_input(shape: list[int], dtype: str, seed: int = 0):
 def run_spec(spec: JobSpec, base: Path | None = None) -> Trace:
     """Run ``spec`` on this machine; paths in ``spec`` are relative to ``base`` when given.
 
-    Raises UserError for bad counts, a corrupted artifact (sha256 or load failure) or a missing
-    runtime.
+    Raises UserError for bad counts, a file outside ``base``, a corrupted artifact (sha256,
+    format identifier or load failure) or a missing runtime.
     """
+    from edgekit.artifacts import check_artifact
+
     spec.validate()
     spec.runtime = normalize_runtime(spec.runtime)
     base = Path(base) if base else Path.cwd()
-    art = base / spec.artifact
+    art = inside(base, spec.artifact, "artifact")
     if not art.is_file():
         raise UserError(f"artifact {spec.artifact} is missing on the device")
     digest = verify(art, spec.sha256)
-    et = base / spec.etrecord if spec.etrecord else None
+    check_artifact(art)  # the format's identifier and size, before the native loader
+    et = inside(base, spec.etrecord, "etrecord") if spec.etrecord else None
     md = base_metadata(spec, art, digest)
     if spec.runtime == "executorch":
         from edgekit.profiling import runner_pte as r

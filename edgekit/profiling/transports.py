@@ -34,6 +34,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.errors import UserError
 from edgekit.profiling.job import JOB_FILE, JobSpec, ResolvedArtifact, verify
 from edgekit.profiling.trace import Trace
@@ -55,6 +56,7 @@ def job_spec_for(art: ResolvedArtifact, warmup_runs: int, runs: int, threads: in
                    input_shape=art.input_shape, input_dtype=art.input_dtype)
     spec.validate()
     spec.sha256 = verify(art.path, art.sha256)
+    check_artifact(art.path)  # a foreign or truncated file is refused before it travels
     return spec
 
 
@@ -96,13 +98,15 @@ class Transport(ABC):
 
 @TRANSPORTS.register("local")
 class LocalTransport(Transport):
-    """This machine, in this process."""
+    """This machine, in this process (after the runtime has loaded the artifact once in a child
+    process, so that a file that crashes it cannot take this process down)."""
 
     name = "local"
 
     def profile(self, art: ResolvedArtifact, spec: JobSpec) -> Trace:
         from edgekit.profiling.runners import run_spec
 
+        probe_artifact(art.path)  # a file that crashes the runtime does so in a child process
         spec.extra = dict(spec.extra or {})
         if self.options.get("benchmark_model"):
             spec.extra["benchmark_model"] = str(self.options["benchmark_model"])

@@ -59,7 +59,7 @@ def test_cli_wrong_token_is_one_line_exit_2(agent, bundle, tmp_path):
     r = run_cli("profile", str(bundle), "--device", agent.url, "--token-file", str(bad))
     assert r.returncode == 2 and "refused the token (401)" in r.stderr
     # torchao prints its own load notices on import; ours is exactly one line
-    assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")] == \
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("edgekit: error:")] == \
         [r.stderr.strip().splitlines()[-1]]
 
 
@@ -144,6 +144,6 @@ def test_job_timeout_and_bad_job(tmp_path, bundle):
         spec = job_spec_for(art, 0, 1)
         spec.runs = 0
         r = _post(a, pack_job(art, spec))
-        assert r.status_code == 422 and "--runs 0" in r.json()["error"]
+        assert r.status_code == 400 and "--runs 0" in r.json()["error"] and r.json()["code"] == "bad_job"
     finally:
         a.stop()

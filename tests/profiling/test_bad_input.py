@@ -15,7 +15,7 @@ def _run(*args):
 
 
 def _one_line(err):
-    assert err.startswith("error: ") and "\n" not in err, err
+    assert err.startswith("edgekit: error: ") and "\n" not in err, err
 
 
 def test_runs_zero(bundle):
@@ -52,7 +52,7 @@ def test_corrupted_single_artifact(bundle, tmp_path, name):
     p = tmp_path / name
     p.write_bytes((bundle / name).read_bytes()[:200])
     code, err = _run("profile", str(p), "--runs", "1", "--warmup-runs", "0")
-    assert code == 2 and "corrupted" in err, err
+    assert code == 2 and ("corrupted" in err or "truncated" in err), err
     _one_line(err)
 
 
