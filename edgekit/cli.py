@@ -49,6 +49,28 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
         raise UserError(f"--input-shape {value!r} is not N,C,H,W integers") from None
 
 
+def _floats(flag: str, value: str | None, count: int | None = None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        vals = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise UserError(f"{flag} {value!r} is not a comma-separated list of numbers") from None
+    if count is not None and len(vals) != count:
+        raise UserError(f"{flag} {value!r}: give {count} numbers separated by a comma")
+    return vals
+
+
+def _scale(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        num, _, den = value.partition("/")
+        return float(num) / float(den or 1)
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"--pixel-scale {value!r} is not a number or a fraction such as 1/255") from None
+
+
 @cli.command()
 @click.argument("model", required=False)
 @click.option("--data-free", is_flag=True, help="Calibrate on data synthesized from the model's BN statistics.")
@@ -77,6 +99,12 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
 @click.option("--dataset", default=None, help="Evaluation data set (default: the model's).")
 @click.option("--eval-samples", type=int, default=None, help="Evaluate on the first N images only.")
 @click.option("--input-shape", default=None, help="N,C,H,W for package.module:factory models.")
+@click.option("--mean", default=None, help="The model's normalisation: mean per channel (or one value), "
+              "in units of pixel * --pixel-scale, e.g. 0.485,0.456,0.406. Never guessed: without it (or "
+              "--input-range) a non-zoo model gets no pixel bound.")
+@click.option("--std", default=None, help="The model's normalisation: std per channel (or one value), e.g. 0.229,0.224,0.225.")
+@click.option("--pixel-scale", default=None, help="Pixel scale before --mean/--std (default 1/255; 1 for 0..255 means).")
+@click.option("--input-range", default=None, help="LO,HI: the model's input for pixel 0 and pixel 255 (e.g. -1,1).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--mixed-precision", is_flag=True,
               help="Per-layer weight bits from {2,4,8} on the ZeroQ sensitivity Pareto frontier (needs a budget).")
@@ -87,7 +115,8 @@ def _shape(value: str | None) -> tuple[int, ...] | None:
               help="Synthesis and reconstruction budget; small: 32 images x 20 steps, 30 Genie-M steps per block "
                    "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
 def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, force, act_estimator, percentile, per_tensor,
-             num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_samples, input_shape, no_progress,
+             num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_samples, input_shape,
+             mean, std, pixel_scale, input_range, no_progress,
              mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
     ResNet-20), lower it for each target, evaluate the artifacts in their runtimes, write a bundle."""
@@ -109,12 +138,16 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
                                       act_estimator=act_estimator, percentile=percentile,
                                       mixed_precision=mixed_precision, size_budget_kb=size_budget_kb, avg_bits=avg_bits),
                     synth_overrides=synth,
-                    quant_overrides={} if bn_ranges is None else {"bn_ranges": bn_ranges})
+                    quant_overrides={} if bn_ranges is None else {"bn_ranges": bn_ranges},
+                    mean=_floats("--mean", mean), std=_floats("--std", std),
+                    pixel_scale=_scale(pixel_scale), input_range=_floats("--input-range", input_range, 2))
     if recon_iterations is not None:
         cfg.quant.recon_iterations = recon_iterations
     log = (lambda m: None) if no_progress else (lambda m: click.echo(m, err=True))
     result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log, force=force)
     click.echo(summary_table(result.manifest))
+    for note in result.manifest.get("notes") or []:
+        click.echo(f"note: {note}")
     click.echo(f"bundle: {result.out}")
 
 

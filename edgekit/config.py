@@ -115,6 +115,14 @@ class RunConfig:
     synth: SynthConfig | None = None  # None: the model's own budget (zoo entry), else SynthConfig()
     synth_overrides: dict[str, Any] = field(default_factory=dict)  # flags the user gave
     quant_overrides: dict[str, Any] = field(default_factory=dict)  # over the model's data-free defaults
+    # The model's preprocessing, declared by the user (never guessed from a shape): x =
+    # (pixel * pixel_scale - mean) / std per channel, or input_range [lo, hi] for pixels 0..255.
+    # None of them: the zoo entry's, else no dataset and no pixel bound (the input's range is
+    # the calibration data's).
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    pixel_scale: float | None = None
+    input_range: list[float] | None = None
 
 
 # `edgekit quantize --preset`: budgets applied before the explicit flags. "small" is the quick

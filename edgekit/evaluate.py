@@ -13,9 +13,9 @@ import torch
 from tqdm import tqdm
 
 from edgekit.backends.base import Target
-from edgekit.models.canonical import CanonicalModel
+from edgekit.models.canonical import CanonicalModel, run_batched
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.quant.simulate import quantize_with_recipe, run_batched
+from edgekit.quant.simulate import quantize_with_recipe
 
 
 def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -36,18 +36,23 @@ def sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
 
 def float_logits(canonical: CanonicalModel, images: torch.Tensor) -> torch.Tensor:
     """FP32 logits [N, K] of the (BN-folded) model."""
-    return run_batched(canonical.graph_module, images)
+    return canonical.run(canonical.graph_module, images)
 
 
 def simulated_logits(canonical: CanonicalModel, recipe: QuantRecipe, target: Target,
                      images: torch.Tensor) -> torch.Tensor:
     """Logits [N, K] of the PyTorch fake-quant simulation of ``recipe`` as ``target`` places it."""
-    return run_batched(quantize_with_recipe(canonical, recipe, target.quantizer(recipe)), images)
+    return canonical.run(quantize_with_recipe(canonical, recipe, target.quantizer(recipe)), images)
 
 
-def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: bool = True) -> tuple[torch.Tensor, float]:
-    """Logits [N, K] of the artifact at ``path`` run in its runtime, and seconds taken."""
-    run, bs = target.runner(path), target.batch_size
+def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: bool = True,
+                 static_batch: int | None = None) -> tuple[torch.Tensor, float]:
+    """Logits [N, K] of the artifact at ``path`` run in its runtime, and seconds taken.
+    static_batch: the batch the artifact was lowered for when its program fixes it (every call
+    then gets exactly that many images, the last call padded)."""
+    run, bs = target.runner(path), static_batch or target.batch_size
+    if static_batch:
+        return run_batched(run, images, static_batch=static_batch), 0.0
     t0 = time.time()
     outs, i = [], 0
     with tqdm(total=len(images), desc=f"eval {path.name}", unit="img", disable=not progress, leave=False) as bar:

@@ -17,7 +17,7 @@ from edgekit import bundle as bnd
 from edgekit.backends.base import captured_output
 from edgekit.config import VALID_BITS, RunConfig, SynthConfig, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
-from edgekit.data.datasets import PREPROCESS, load_dataset, preprocess_for
+from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess, load_dataset
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
 from edgekit.errors import UserError
@@ -111,25 +111,40 @@ def resolve_targets(cfg: RunConfig, plan: QuantRecipe, log=print) -> list:
     return [TARGETS.get("simulation")]
 
 
-def prepare_model(spec: str | None, input_shape: tuple[int, ...] | None = None) -> tuple[LoadedModel, CanonicalModel]:
-    """Load and canonicalize a model; raises UserError when it cannot be exported."""
+def prepare_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
+                  cfg: RunConfig | None = None) -> tuple[LoadedModel, CanonicalModel, Preprocess | None]:
+    """Load and canonicalize a model and settle its preprocessing: the user's declaration
+    (``cfg``), else the zoo entry's, else None (no dataset, no pixel bound). Raises UserError
+    when the model cannot be exported or the declaration does not fit it."""
     loaded = load_model(spec, input_shape)
     try:
         canonical = canonicalize(loaded.model, loaded.example_input, loaded.name)
     except Exception as e:
-        raise UserError(f"model {loaded.name} cannot be exported with torch.export "
-                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    if loaded.dataset in PREPROCESS:
-        canonical.input_bounds = PREPROCESS[loaded.dataset].bounds()
-    return loaded, canonical
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else "no message"
+        raise UserError(f"model {loaded.name} cannot be exported with torch.export ({type(e).__name__}: {msg}); "
+                        "make its forward traceable (no Python control flow on tensor values), or export it "
+                        "yourself with torch.export.export(model, (torch.randn(1, C, H, W),)) and give the .pt2") from None
+    pre = loaded.preprocess
+    if cfg is not None:
+        declared = declared_preprocess(tuple(loaded.example_input.shape), cfg.mean, cfg.std, cfg.pixel_scale,
+                                       cfg.input_range)
+        pre = declared or pre
+    if pre is not None:
+        canonical.input_bounds = pre.bounds()
+    return loaded, canonical, pre
 
 
-def calibration_source(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel,
-                       progress: bool) -> CalibrationSource:
-    """Distilled data (--data-free, by the method's synthesizer) or real images (--calib)."""
+def calibration_source(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, pre: Preprocess | None,
+                       progress: bool, notes: list[str] | None = None) -> CalibrationSource:
+    """Distilled data (--data-free, by the method's synthesizer) or real images (--calib); an
+    assumption made on the way is appended to ``notes``."""
     if cfg.data_free:
         return SYNTHESIZERS.get(ALGORITHMS.get(cfg.method).synthesizer)(canonical, cfg.synth, progress)
-    pre = preprocess_for(loaded.dataset, tuple(loaded.example_input.shape))
+    if pre is None:
+        pre = assumed_preprocess(tuple(loaded.example_input.shape))
+        if notes is not None:
+            notes.append("calibration images (if any are image files or uint8) were taken as pixels/255: give "
+                         "--mean/--std or --input-range if the model expects otherwise")
     return load_calibration(cfg.calib_path, pre, cfg.calib_samples, canonical.input_bounds)
 
 
@@ -144,7 +159,18 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
     with bnd.staged_dir(out, force) as tmp:  # --out is checked (and its folder made) before any work
         timings: dict[str, float] = {}
         t_all = time.time()
-        loaded, canonical = prepare_model(cfg.model, input_shape)
+        loaded, canonical, pre = prepare_model(cfg.model, input_shape, cfg)
+        notes: list[str] = []  # assumptions, said once in the summary and kept in the manifest
+        if pre is None:
+            notes.append("preprocessing: none declared and no zoo entry; no dataset and no pixel bound are "
+                         "assumed, the input's range comes from the calibration data (give --mean/--std or "
+                         "--input-range)")
+        if canonical.batch is not None and (cfg.quant.mixed_precision or ALGORITHMS.get(cfg.method).synthesizer == "genie"
+                                            or cfg.method == "genie"):
+            raise UserError(f"model {loaded.name} is specialised to a static batch of {canonical.batch} "
+                            f"(its code or export fixes the batch size); --method {cfg.method}"
+                            f"{' --mixed-precision' if cfg.quant.mixed_precision else ''} needs a dynamic batch: "
+                            "use --method zeroq or ptq, or export it with a dynamic batch dimension")
         base = cfg.synth or loaded.synth
         if cfg.synth is None and ALGORITHMS.get(cfg.method).synthesizer == "genie" and loaded.synth == SynthConfig():
             base = SynthConfig.genie()  # Genie-D's own CPU budget where the zoo sets none
@@ -162,7 +188,9 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         targets = resolve_targets(cfg, plan, log) if cfg.targets or not cfg.quant.mixed_precision else None
 
         t0 = time.time()
-        calib = calibration_source(cfg, loaded, canonical, progress)
+        calib = calibration_source(cfg, loaded, canonical, pre, progress, notes)
+        if canonical.batch is not None:  # the program runs exactly this many images at a time
+            calib.batch_size, calib.pad_last = canonical.batch, True
         timings["calibration_data_s"] = time.time() - t0
         log(f"calibration data: {calib.provenance['kind']} ({calib.provenance['method']}), "
             f"{len(calib)} images, {timings['calibration_data_s']:.1f} s")
@@ -215,6 +243,10 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         timings["total_s"] = time.time() - t_all
         manifest = build_manifest(cfg, loaded, canonical, recipe, calib, [e for _, _, e in artifacts],
                                   evaluation, timings)
+        manifest["model"]["static_batch"] = canonical.batch
+        manifest["notes"] = notes
+        manifest["preprocessing"] = pre.to_dict() if pre is not None else {
+            "source": "calibration data", "input_range": None, "note": "none declared: no dataset, no pixel bound"}
         if mp is not None:
             manifest["quantization"]["mixed_precision"] = {
                 "pareto": "pareto.json", "plot": "pareto.png", "budget_bytes": round(mp.budget_bytes),
@@ -233,7 +265,7 @@ def evaluate_bundle_parts(canonical: CanonicalModel, recipe: QuantRecipe | None,
     results = []
     for target, path in artifacts:
         sim = simulated_logits(canonical, recipe, target, images) if recipe is not None else None
-        logits, secs = run_artifact(target, Path(path), images, progress)
+        logits, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
         results.append(score(Path(path).name, target.profile.runtime, logits, labels, fp32, sim, secs))
     return {"dataset": dataset, "num_samples": len(labels), "fp32_top1": round(top1(fp32, labels), 6),
             "results": results}
@@ -330,4 +362,5 @@ def canonical_from_bundle(bundle_dir: Path, manifest: dict) -> CanonicalModel:
         raise UserError(f"{prog} cannot be loaded ({type(e).__name__}); re-create the bundle") from None
     gm = ep.module()
     example = torch.zeros(manifest["model"]["input_shape"])
-    return CanonicalModel(manifest["model"]["name"], gm, ep, example, {}, manifest["model"].get("num_bn_layers", 0))
+    return CanonicalModel(manifest["model"]["name"], gm, ep, example, {}, manifest["model"].get("num_bn_layers", 0),
+                          batch=manifest["model"].get("static_batch"))

@@ -30,10 +30,14 @@ class CalibrationSource:
     images: torch.Tensor
     provenance: dict = field(default_factory=dict)
     batch_size: int = 64
+    pad_last: bool = False  # a program with a static batch: the last batch is filled with copies
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for i in range(0, len(self.images), self.batch_size):
-            yield self.images[i:i + self.batch_size]
+            x = self.images[i:i + self.batch_size]
+            if self.pad_last and len(x) < self.batch_size:
+                x = torch.cat([x, x[-1:].expand(self.batch_size - len(x), *x.shape[1:])])
+            yield x
 
     def __len__(self) -> int:
         return len(self.images)

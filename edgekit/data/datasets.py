@@ -6,6 +6,7 @@ name), resized to 256 and centre-cropped to 224, ImageNet mean/std.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +19,27 @@ from edgekit.errors import UserError
 
 @dataclass(frozen=True)
 class Preprocess:
-    """uint8 image -> float32 model input [C, H, W]: optional resize+centre crop, /255, (x-mean)/std.
+    """uint8 image -> float32 model input [C, H, W]: optional resize+centre crop, then
+    x = (pixel * scale - mean) / std per channel (torchvision's convention with scale 1/255).
 
     resize: shorter side in pixels before the centre crop (None: the image must already be H x W).
+    source: where it came from: "zoo" (the zoo entry), "user" (--mean/--std or --input-range),
+    or "assumed" (nothing declared: pixels/255, said in one line where it matters).
     """
     channels: int
     size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resize: int | None = None
+    scale: float = 1 / 255
+    source: str = "zoo"
+
+    def to_dict(self) -> dict:
+        """The manifest's record: mean, std, pixel scale, the input range they give, the source."""
+        lo, hi = self.bounds()
+        return {"mean": list(self.mean), "std": list(self.std), "pixel_scale": self.scale,
+                "input_range": [round(float(lo.min()), 6), round(float(hi.max()), 6)],
+                "resize": self.resize, "source": self.source}
 
     def image(self, img: Image.Image) -> np.ndarray:
         """A PIL image -> uint8 [H, W, C]; raises UserError on a size mismatch without resize."""
@@ -46,11 +59,12 @@ class Preprocess:
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel (lo, hi) float32 [C] of a normalised input: pixel 0 and pixel 255."""
         mean, std = torch.tensor(self.mean), torch.tensor(self.std)
-        return (0.0 - mean) / std, (1.0 - mean) / std
+        lo, hi = (0.0 - mean) / std, (255.0 * self.scale - mean) / std
+        return torch.minimum(lo, hi), torch.maximum(lo, hi)
 
     def tensor(self, images_u8: np.ndarray) -> torch.Tensor:
         """uint8 [N, H, W, C] -> normalised float32 [N, C, H, W]."""
-        x = torch.from_numpy(np.ascontiguousarray(images_u8)).float().div_(255.0).permute(0, 3, 1, 2)
+        x = torch.from_numpy(np.ascontiguousarray(images_u8)).float().mul_(self.scale).permute(0, 3, 1, 2)
         mean = torch.tensor(self.mean).view(1, -1, 1, 1)
         std = torch.tensor(self.std).view(1, -1, 1, 1)
         return ((x - mean) / std).contiguous()
@@ -61,12 +75,47 @@ IMAGENET = Preprocess(3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), resi
 PREPROCESS = {"fashion-mnist": FMNIST, "imagenet-photos": IMAGENET}
 
 
-def preprocess_for(dataset: str | None, input_shape: tuple[int, ...]) -> Preprocess:
-    """The preprocessing of ``dataset``, or plain /255 scaling at the model's input size."""
-    if dataset in PREPROCESS:
-        return PREPROCESS[dataset]
+def declared_preprocess(input_shape: tuple[int, ...], mean=None, std=None, scale: float | None = None,
+                        input_range=None) -> Preprocess | None:
+    """The preprocessing a user declared for a model taking ``input_shape`` [N, C, H, W]:
+    ``mean``/``std`` (one value or one per channel, in units of pixel * scale; scale 1/255 by
+    default), or ``input_range`` (lo, hi): pixel 0 -> lo, pixel 255 -> hi. None when nothing
+    was declared. Raises UserError for a bad combination or value."""
+    c, h, w = int(input_shape[1]), int(input_shape[2]), int(input_shape[3])
+    if input_range is not None and (mean is not None or std is not None):
+        raise UserError("give either --mean/--std or --input-range, not both")
+    if (mean is None) != (std is None):
+        raise UserError("give --mean and --std together (one value, or one per input channel)")
+    scale = 1 / 255 if scale is None else float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        raise UserError(f"--pixel-scale {scale!r} must be a positive number (1/255 for pixels in [0, 1])")
+    if input_range is not None:
+        lo, hi = (float(v) for v in input_range)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise UserError(f"--input-range {lo:g},{hi:g}: give LO,HI with LO < HI")
+        mean, std = (-lo / (hi - lo),) * c, (1.0 / (hi - lo),) * c
+        return Preprocess(c, h, mean, std, None, 1 / 255, "user") if h == w else _non_square(h, w)
+    if mean is None:
+        return None
+    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    for name, vals in (("--mean", mean), ("--std", std)):
+        if len(vals) not in (1, c):
+            raise UserError(f"{name} has {len(vals)} values; the model's input has {c} channels: give 1 or {c}")
+    if not all(math.isfinite(v) for v in mean + std) or not all(v > 0 for v in std):
+        raise UserError("--mean must be finite and --std positive")
+    mean, std = mean * (c // len(mean)), std * (c // len(std))
+    return Preprocess(c, h, mean, std, None, scale, "user") if h == w else _non_square(h, w)
+
+
+def _non_square(h: int, w: int):
+    raise UserError(f"the model takes {h}x{w} inputs; image preprocessing supports square inputs only: "
+                    "give float32 model inputs in an .npz instead")
+
+
+def assumed_preprocess(input_shape: tuple[int, ...]) -> Preprocess:
+    """What edgekit assumes to turn images into inputs when nothing was declared: pixels/255."""
     c, h = int(input_shape[1]), int(input_shape[2])
-    return Preprocess(c, h, (0.0,) * c, (1.0,) * c)
+    return Preprocess(c, h, (0.0,) * c, (1.0,) * c, None, 1 / 255, "assumed")
 
 
 def foolbox_photos() -> tuple[list[Path], list[int]]:

@@ -8,7 +8,9 @@ the folded graph are stable across ``torch.export.save``/``load``, so recipes ke
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 from dataclasses import dataclass, field
 
 import torch
@@ -35,9 +37,13 @@ class CanonicalModel:
 
     unfolded: GraphModule with BN nodes (what data-free synthesis matches statistics of).
     folded: ExportedProgram with BN folded into convs (what recipes and targets refer to).
-    example_input: float32 tensor [1, C, H, W]. bn_stats: keyed by the folded graph's conv node.
+    example_input: float32 tensor [B, C, H, W] (B = ``batch`` for a program specialised to a
+    static batch, else 1). bn_stats: keyed by the folded graph's conv node.
     input_bounds: per-channel (lo, hi) float32 [C] of a valid input (pixels in [0, 1] after the
     model's normalisation), when the preprocessing is known.
+    batch: for a program whose code fixes its batch (a ``.pt2`` exported the usual way with
+    static shapes, a forward that reshapes to the traced batch), that batch; every run then goes
+    through chunks of exactly that many rows. None when the batch is dynamic.
     """
     name: str
     unfolded: fx.GraphModule
@@ -46,6 +52,12 @@ class CanonicalModel:
     bn_stats: dict[str, BNStats] = field(default_factory=dict)
     num_bn: int = 0
     input_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+    batch: int | None = None  # the static batch the program is specialised to; None: dynamic batch
+
+    def run(self, fn, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """``fn`` (a module of this model's graph) over ``x`` float32 [N, ...] in chunks that
+        the program accepts (see :func:`run_batched`)."""
+        return run_batched(fn, x, chunk, self.batch)
 
     @property
     def graph_module(self) -> fx.GraphModule:
@@ -91,22 +103,62 @@ def _bn_output_stats(gm: fx.GraphModule) -> tuple[dict[str, BNStats], int]:
     return stats, count
 
 
-def _export_batch_polymorphic(model: torch.nn.Module, example_input: torch.Tensor) -> torch.export.ExportedProgram:
-    """Export with a dynamic batch dimension (so calibration and evaluation run batched);
-    models whose code fixes the batch size are exported as they are."""
+def _export_batch_polymorphic(model: torch.nn.Module,
+                              example_input: torch.Tensor) -> tuple[torch.export.ExportedProgram, int | None]:
+    """Export with a dynamic batch dimension (so calibration and evaluation run batched), and
+    None; a model whose code fixes the batch (it reshapes to the traced batch size) is exported
+    at the example's own batch, which is returned."""
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    x2 = example_input.expand(2, *example_input.shape[1:]).contiguous()
+    x2 = example_input[:1].expand(2, *example_input.shape[1:]).contiguous()
     try:
-        return torch.export.export(model, (x2,), dynamic_shapes=({0: batch},))
+        with _quiet_tracing():  # the failed attempt's fake-tensor errors are expected, not news
+            ep = torch.export.export(model, (x2,), dynamic_shapes=({0: batch},))
+            ep.module()(example_input[:1])  # a program whose ops fixed the batch fails here
+        return ep, None
     except Exception:
-        return torch.export.export(model, (example_input,))
+        return torch.export.export(model, (example_input,)), int(example_input.shape[0])
+
+
+@contextlib.contextmanager
+def _quiet_tracing():
+    names = ("torch._subclasses.fake_tensor", "torch.fx.experimental.symbolic_shapes", "torch._dynamo",
+             "torch.export", "torch._export")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def run_batched(fn, x: torch.Tensor, chunk: int = 256, static_batch: int | None = None) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` (float32 [N, ...]) in chunks and concatenate the outputs along dim 0.
+
+    With ``static_batch`` every call gets exactly that many rows: the last chunk is padded with
+    copies of its final row and the padded outputs are dropped (the program was specialised to
+    that batch). Without it, chunks of ``chunk`` rows."""
+    with torch.no_grad():
+        if not static_batch:
+            return torch.cat([fn(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+        outs = []
+        for i in range(0, len(x), static_batch):
+            part = x[i:i + static_batch]
+            n = len(part)
+            if n < static_batch:
+                part = torch.cat([part, part[-1:].expand(static_batch - n, *part.shape[1:])])
+            outs.append(fn(part)[:n])
+        return torch.cat(outs)
 
 
 def canonicalize(model: torch.nn.Module | torch.export.ExportedProgram, example_input: torch.Tensor,
                  name: str = "model") -> CanonicalModel:
     """Export ``model`` (or take an ExportedProgram), fold BN, re-export.
 
-    example_input: float32 [1, C, H, W]. Raises RuntimeError when the model cannot be exported.
+    example_input: float32 [B, C, H, W], the batch it was exported for (an ExportedProgram's own
+    input shape). Raises RuntimeError when the model cannot be exported.
     """
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
@@ -114,10 +166,13 @@ def canonicalize(model: torch.nn.Module | torch.export.ExportedProgram, example_
         model = model.module(check_guards=False)
     else:
         model = model.eval()
-    ep = _export_batch_polymorphic(model, example_input)
+    ep, batch = _export_batch_polymorphic(model, example_input)
     unfolded = ep.module()
     bn_stats, num_bn = _bn_output_stats(unfolded)
     folded_gm = copy.deepcopy(unfolded)
     _fuse_conv_bn_(folded_gm)
-    folded = _export_batch_polymorphic(folded_gm, example_input)
-    return CanonicalModel(name, unfolded, folded, example_input, bn_stats, num_bn)
+    if batch is None:
+        folded, batch = _export_batch_polymorphic(folded_gm, example_input)
+    else:
+        folded = torch.export.export(folded_gm, (example_input,))
+    return CanonicalModel(name, unfolded, folded, example_input, bn_stats, num_bn, batch=batch)

@@ -21,12 +21,14 @@ DEFAULT_MODEL = "resnet20_fmnist"
 @dataclass
 class LoadedModel:
     """A model and what it takes: name, module or exported program, example input float32
-    [1, C, H, W], the evaluation data set name (None when unknown), its synthesis budget."""
+    [B, C, H, W] (B: the batch a .pt2 was exported for, else 1), the evaluation data set name and
+    the preprocessing (zoo entries only: never guessed from a shape), its synthesis budget."""
     name: str
     model: torch.nn.Module | torch.export.ExportedProgram
     example_input: torch.Tensor
     dataset: str | None
     synth: SynthConfig = field(default_factory=SynthConfig)  # data-free budget that fits 2 CPU cores
+    preprocess: object | None = None  # edgekit.data.datasets.Preprocess of a zoo entry
 
 
 @MODELS.register("resnet20_fmnist")
@@ -35,7 +37,9 @@ def resnet20_fmnist() -> LoadedModel:
     from edgekit.models.resnet import ResNet20
     model = ResNet20()
     model.load_state_dict(torch.load(CHECKPOINTS / "resnet20_fmnist.pt", map_location="cpu"))
-    return LoadedModel("resnet20_fmnist", model.eval(), torch.zeros(1, 1, 28, 28), "fashion-mnist")
+    from edgekit.data.datasets import FMNIST
+    return LoadedModel("resnet20_fmnist", model.eval(), torch.zeros(1, 1, 28, 28), "fashion-mnist",
+                       preprocess=FMNIST)
 
 
 @MODELS.register("mobilenet_v2")
@@ -52,12 +56,9 @@ def mobilenet_v2() -> LoadedModel:
     model = MobileNetV2()
     model.load_state_dict(torch.load(path, map_location="cpu"))
     # 224x224 synthesis costs ~1 s per image-step on 2 cores: a small batch keeps the run under 10 min
+    from edgekit.data.datasets import IMAGENET
     return LoadedModel("mobilenet_v2", model.eval(), torch.zeros(1, 3, 224, 224), "imagenet-photos",
-                       SynthConfig(num_samples=8, batch_size=8, iterations=60))
-
-
-def _guess_dataset(shape: tuple[int, ...]) -> str | None:
-    return {(1, 28, 28): "fashion-mnist", (3, 224, 224): "imagenet-photos"}.get(tuple(shape[1:]))
+                       SynthConfig(num_samples=8, batch_size=8, iterations=60), IMAGENET)
 
 
 def _load_pt2(path: Path) -> LoadedModel:
@@ -68,10 +69,32 @@ def _load_pt2(path: Path) -> LoadedModel:
                         "save one with torch.export.save(torch.export.export(model, args), path)") from None
     inputs = [s for s in ep.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     if len(inputs) != 1:
-        raise UserError(f"{path}: the program takes {len(inputs)} inputs; edgekit needs one image tensor")
-    val = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == inputs[0].arg.name).meta["val"]
-    shape = tuple(int(d) for d in val.shape)
-    return LoadedModel(path.stem, ep, torch.zeros(shape), _guess_dataset(shape))
+        raise UserError(f"{path}: the program takes {len(inputs)} inputs; edgekit supports programs with one "
+                        "image tensor input [N, C, H, W]: export a wrapper that takes one")
+    val = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == inputs[0].arg.name).meta.get("val")
+    return LoadedModel(path.stem, ep, torch.zeros(image_input_shape(val, str(path))), None)
+
+
+def image_input_shape(val, where: str) -> tuple[int, ...]:
+    """The static [N, C, H, W] of an exported program's input ``val`` (a fake tensor); a dynamic
+    batch becomes 1. Raises UserError for a non-tensor, non-float or non-4-D input, or for
+    dynamic channels or spatial sizes."""
+    if not isinstance(val, torch.Tensor):
+        raise UserError(f"{where}: the program's input is not a tensor; edgekit supports one image tensor [N, C, H, W]")
+    if not val.is_floating_point() or val.dim() != 4:
+        raise UserError(f"{where}: the program's input is a {val.dim()}-D {str(val.dtype).removeprefix('torch.')} "
+                        "tensor; edgekit supports image inputs: one float tensor [N, C, H, W]")
+    shape = []
+    for i, d in enumerate(val.shape):
+        if isinstance(d, int):
+            shape.append(d)
+        elif i == 0:
+            shape.append(1)  # a dynamic batch: run at 1
+        else:
+            raise UserError(f"{where}: the program's input has a dynamic {'CHW'[i - 1]} dimension; edgekit supports "
+                            "static channel and spatial sizes: export with a fixed input size "
+                            "(torch.export.export(model, (torch.randn(1, C, H, W),)))")
+    return tuple(shape)
 
 
 def _load_factory(spec: str, input_shape: tuple[int, ...] | None) -> LoadedModel:
@@ -89,8 +112,10 @@ def _load_factory(spec: str, input_shape: tuple[int, ...] | None) -> LoadedModel
     shape = input_shape or getattr(model, "example_input_shape", None)
     if shape is None:
         raise UserError(f"model factory {spec!r}: give the input shape with --input-shape N,C,H,W")
-    shape = tuple(shape)
-    return LoadedModel(fn_name, model.eval(), torch.zeros(shape), _guess_dataset(shape))
+    shape = tuple(int(v) for v in shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise UserError(f"model factory {spec!r}: input shape {shape} is not N,C,H,W; give --input-shape N,C,H,W")
+    return LoadedModel(fn_name, model.eval(), torch.zeros(shape), None)
 
 
 def load_model(spec: str | None = None, input_shape: tuple[int, ...] | None = None) -> LoadedModel:

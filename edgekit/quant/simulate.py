@@ -8,7 +8,7 @@ from torch import fx
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from edgekit.models.canonical import CanonicalModel, get_attr_tensor
+from edgekit.models.canonical import CanonicalModel, get_attr_tensor, run_batched  # noqa: F401  (re-exported)
 from edgekit.quant.observer import load_recipe_into
 from edgekit.quant.recipe import QuantRecipe
 
@@ -51,7 +51,3 @@ def with_rounded_weights(gm: fx.GraphModule, recipe: QuantRecipe) -> fx.GraphMod
     return gm
 
 
-@torch.no_grad()
-def run_batched(fn, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Apply ``fn`` to ``images`` (float32 [N, C, H, W]) in batches; returns concatenated outputs."""
-    return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])

@@ -13,10 +13,15 @@ from edgekit.models.canonical import BN_OPS, get_attr_tensor
 
 
 class BNStatLoss(fx.Interpreter):
-    """Run ``gm`` (a graph with BN nodes) and accumulate the BN-statistics loss of the batch."""
+    """Run ``gm`` (a graph with BN nodes) and accumulate the BN-statistics loss of the batch.
 
-    def __init__(self, gm: fx.GraphModule) -> None:
+    static_batch: the batch the program is specialised to (None: any batch). A batch of more
+    images is then run in chunks of that size and the statistics are taken over the whole batch
+    (the BN inputs of all chunks together), as the loss defines them."""
+
+    def __init__(self, gm: fx.GraphModule, static_batch: int | None = None) -> None:
         super().__init__(gm)
+        self.static_batch = static_batch
         self.targets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for n in gm.graph.nodes:
             if n.op == "call_function" and n.target in BN_OPS:
@@ -24,25 +29,37 @@ class BNStatLoss(fx.Interpreter):
                 var = get_attr_tensor(gm, n.args[4]).detach()
                 eps = n.args[-1] if isinstance(n.args[-1], float) else 1e-5
                 self.targets[n.name] = (mean, torch.sqrt(var + eps))
-        self.losses: list[torch.Tensor] = []
+        self.inputs: dict[str, list[torch.Tensor]] = {}
         self.last_output: torch.Tensor | None = None  # the model's output of the last batch
 
     def run_node(self, n: fx.Node):
         if n.name in self.targets:
-            x = self.env[n.args[0]]
-            mean, std = self.targets[n.name]
-            dims = [d for d in range(x.dim()) if d != 1]
-            var, mu = torch.var_mean(x, dims, correction=0)
-            sigma = torch.sqrt(var + 1e-8)
-            self.losses.append(torch.norm(mu - mean, 2) + torch.norm(sigma - std, 2))
+            self.inputs.setdefault(n.name, []).append(self.env[n.args[0]])
         return super().run_node(n)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """BN-statistics loss of batch ``x`` (float32 [B, C, H, W]) averaged over the BN layers."""
-        self.losses = []
-        out = self.run(x)
-        self.last_output = out[0] if isinstance(out, (tuple, list)) else out
-        return torch.stack(self.losses).mean()
+        self.inputs = {}
+        b = self.static_batch or len(x)
+        outs, keep = [], []
+        for i in range(0, len(x), b):
+            part = x[i:i + b]
+            n = len(part)
+            if n < b:  # pad to the program's batch; the padded rows are dropped below
+                part = torch.cat([part, part[-1:].expand(b - n, *part.shape[1:])])
+            out = self.run(part)
+            outs.append((out[0] if isinstance(out, (tuple, list)) else out)[:n])
+            keep.append(n)
+        self.last_output = torch.cat(outs)
+        losses = []
+        for name, chunks in self.inputs.items():
+            h = torch.cat([c[:k] for c, k in zip(chunks, keep)])
+            mean, std = self.targets[name]
+            dims = [d for d in range(h.dim()) if d != 1]
+            var, mu = torch.var_mean(h, dims, correction=0)
+            sigma = torch.sqrt(var + 1e-8)
+            losses.append(torch.norm(mu - mean, 2) + torch.norm(sigma - std, 2))
+        return torch.stack(losses).mean()
 
 
 class ClassPrior:

@@ -72,8 +72,9 @@ class SwingBNStatLoss(BNStatLoss):
     """BNStatLoss whose strided convs see their input shifted by a random (dy, dx) in {-1, 0, 1}^2
     (replicate padding, then a crop of the original size): Genie's swing convolution."""
 
-    def __init__(self, gm: fx.GraphModule, generator: torch.Generator, swing: bool = True) -> None:
-        super().__init__(gm)
+    def __init__(self, gm: fx.GraphModule, generator: torch.Generator, swing: bool = True,
+                 static_batch: int | None = None) -> None:
+        super().__init__(gm, static_batch)
         self.g, self.swing = generator, swing
 
     def call_function(self, target, args, kwargs):
@@ -103,7 +104,7 @@ def genie_distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = 
     for p in gm.parameters():
         p.requires_grad_(False)
     g = torch.Generator().manual_seed(cfg.seed)
-    bn_loss = SwingBNStatLoss(gm, g, cfg.swing)
+    bn_loss = SwingBNStatLoss(gm, g, cfg.swing, canonical.batch)
     shape = tuple(canonical.example_input.shape[1:])
     total, bs = cfg.num_samples, max(1, min(cfg.batch_size, cfg.num_samples))
     bar = tqdm(total=cfg.iterations * ((total + bs - 1) // bs), desc="Genie-D synthesis", unit="step",

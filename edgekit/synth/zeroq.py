@@ -34,7 +34,7 @@ def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) 
     gm = canonical.unfolded
     for p in gm.parameters():
         p.requires_grad_(False)
-    bn_loss = BNStatLoss(gm)
+    bn_loss = BNStatLoss(gm, canonical.batch)
     g = torch.Generator().manual_seed(cfg.seed)
     shape = tuple(canonical.example_input.shape[1:])
     batches = []

@@ -58,7 +58,7 @@ def test_named_target_refuses_4_bits(cli, tmp_path):
 def test_small_genie_w4a4_bundle_is_marked_simulation(cli, tmp_path):
     out = tmp_path / "bundle"
     p = cli("quantize", TINY, "--data-free", "--method", "genie", "--w-bits", "4", "--a-bits", "4",
-            "--preset", "small", "--eval-samples", "200",
+            "--preset", "small", "--eval-samples", "200", "--dataset", "fashion-mnist",
             "--no-progress", "--out", str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((out / "manifest.json").read_text())
@@ -72,7 +72,8 @@ def test_small_genie_w4a4_bundle_is_marked_simulation(cli, tmp_path):
 def test_mixed_precision_bundle_has_pareto(cli, tmp_path):
     out = tmp_path / "bundle"
     p = cli("quantize", TINY, "--data-free", "--mixed-precision", "--avg-bits", "4", "--num-samples", "16",
-            "--iterations", "10", "--eval-samples", "100", "--no-progress", "--out", str(out))
+            "--iterations", "10", "--eval-samples", "100", "--dataset", "fashion-mnist", "--no-progress",
+            "--out", str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((out / "manifest.json").read_text())
     mp = m["quantization"]["mixed_precision"]

@@ -95,7 +95,7 @@ def test_w4a8_bundle_deploys_onnx_int4(cli, tmp_path):
     out = tmp_path / "bundle"
     p = cli("quantize", "tests.fixtures.models:tiny_bn", "--data-free", "--w-bits", "4", "--a-bits", "8",
             "--num-samples", "16", "--iterations", "10", "--eval-samples", "100", "--no-progress",
-            "--out", str(out))
+            "--dataset", "fashion-mnist", "--out", str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((out / "manifest.json").read_text())
     assert [(a["target"], a["runtime"]) for a in m["artifacts"]] == [("onnx-qdq", "onnxruntime")]

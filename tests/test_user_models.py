@@ -1,0 +1,107 @@
+"""Models as users export them (issue 9, parts 1, 2 and 7): a .pt2 specialised to batch 1 whose
+forward flattens with the traced batch, a factory whose code fixes the batch, preprocessing that
+is declared (never guessed from a shape), and one-line refusals for what is not supported."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgekit.models.canonical import canonicalize
+from edgekit.synth.bn_loss import BNStatLoss
+from tests.fixtures.models import TwoInputs, export_static_pt2, static_flatten
+
+SMALL = ["--num-samples", "8", "--iterations", "5", "--no-progress"]
+
+
+def _one_line(proc, *fragments):
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("edgekit: error: "), proc.stderr[-2000:]
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def static_pt2(tmp_path_factory):
+    p = tmp_path_factory.mktemp("user") / "user.pt2"
+    export_static_pt2(p)
+    return p
+
+
+def test_a_static_batch_program_keeps_whole_batch_bn_statistics(static_pt2):
+    """The BN-statistics loss of 8 images through the batch-1 program (8 runs) equals the loss
+    of the same 8 images through the same network exported with a dynamic batch (one run)."""
+    static = canonicalize(torch.export.load(str(static_pt2)), torch.zeros(1, 3, 32, 32), "static")
+    dynamic = canonicalize(static_flatten(), torch.zeros(1, 3, 32, 32), "dynamic")
+    assert static.batch == 1 and dynamic.batch is None
+    x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = BNStatLoss(static.unfolded, static.batch).loss(x)
+    b = BNStatLoss(dynamic.unfolded, dynamic.batch).loss(x)
+    assert torch.allclose(a, b, rtol=1e-4), (a, b)
+    assert torch.allclose(static.run(static.graph_module, x), dynamic.run(dynamic.graph_module, x), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_data_free_on_a_static_batch_pt2_with_declared_preprocessing(cli, static_pt2, tmp_path):
+    out = tmp_path / "b"
+    p = cli("quantize", str(static_pt2), "--data-free", "--out", str(out), "--mean", "0.5", "--std", "0.25", *SMALL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["model"]["static_batch"] == 1 and m["model"]["input_shape"] == [1, 3, 32, 32]
+    assert m["preprocessing"]["source"] == "user" and m["preprocessing"]["input_range"] == [-2.0, 2.0]
+    assert {a["file"] for a in m["artifacts"]} == {"model.pte", "model.tflite"}
+    rec = json.loads((out / "recipe.json").read_text())
+    x = next(a for k, a in rec["activations"].items() if k == "x" or k.startswith("x"))["quant"]
+    assert x["range_min"] == pytest.approx(-2.0, abs=1e-3) and x["range_max"] == pytest.approx(2.0, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_real_calibration_on_a_factory_that_hard_codes_its_batch(cli, tmp_path):
+    np.savez(tmp_path / "calib.npz", images=np.random.default_rng(0).normal(size=(6, 3, 32, 32)).astype(np.float32))
+    out = tmp_path / "b"
+    p = cli("quantize", "tests.fixtures.models:hard_coded_batch", "--calib", str(tmp_path / "calib.npz"),
+            "--target", "executorch-xnnpack", "--out", str(out), "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["model"]["static_batch"] == 1 and m["preprocessing"]["source"] == "calibration data"
+    assert any("no dataset and no pixel bound" in n for n in m["notes"]) and "note: preprocessing" in p.stdout
+
+
+def test_no_dataset_is_guessed_from_a_28x28_input(tmp_path):
+    from edgekit.models.zoo import load_model
+    loaded = load_model("tests.fixtures.models:tiny_bn")
+    assert loaded.dataset is None and loaded.preprocess is None
+
+
+def test_genie_on_a_static_batch_program_is_refused(cli, static_pt2, tmp_path):
+    _one_line(cli("quantize", str(static_pt2), "--data-free", "--method", "genie", "--out", str(tmp_path / "b")),
+              "static batch of 1", "--method zeroq")
+
+
+def _save(model, args, path, **kw):
+    torch.export.save(torch.export.export(model, args, **kw), str(path))
+    return path
+
+
+def test_programs_edgekit_cannot_take_are_refused_in_one_line(cli, tmp_path):
+    two = _save(TwoInputs(), (torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8)), tmp_path / "two.pt2")
+    _one_line(cli("quantize", str(two), "--data-free", "--out", str(tmp_path / "b")), "takes 2 inputs")
+    flat = _save(torch.nn.Linear(16, 4), (torch.randn(1, 16),), tmp_path / "flat.pt2")
+    _one_line(cli("quantize", str(flat), "--data-free", "--out", str(tmp_path / "b")), "2-D float32", "image")
+    conv = torch.nn.Conv2d(3, 4, 3)
+    h = torch.export.Dim("h", min=8, max=64)
+    dyn = _save(conv, (torch.randn(1, 3, 16, 16),), tmp_path / "dyn.pt2", dynamic_shapes=({2: h},))
+    _one_line(cli("quantize", str(dyn), "--data-free", "--out", str(tmp_path / "b")), "dynamic H dimension")
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--mean", "0.5"], "--mean and --std together"),
+    (["--mean", "0.5,0.5", "--std", "0.2,0.2"], "3 channels"),
+    (["--input-range", "1,0"], "LO < HI"),
+    (["--input-range", "0,1", "--mean", "0", "--std", "1"], "not both"),
+    (["--pixel-scale", "abc", "--mean", "0", "--std", "1"], "--pixel-scale"),
+])
+def test_bad_preprocessing_declarations(cli, static_pt2, tmp_path, flags, fragment):
+    _one_line(cli("quantize", str(static_pt2), "--data-free", "--out", str(tmp_path / "b"), *flags), fragment)
