@@ -96,7 +96,10 @@ def _scale(value: str | None) -> float | None:
               help="BN-backed tensors' ranges from BN statistics: off, union with the data's, or replace "
                    "(default: the model's data-free setting with --data-free, off with --calib).")
 @click.option("--calib-samples", type=int, default=512, show_default=True, help="Real images to calibrate on, at most.")
-@click.option("--dataset", default=None, help="Evaluation data set (default: the model's).")
+@click.option("--dataset", default=None, help="A named evaluation data set (default: the zoo model's).")
+@click.option("--eval-data", type=click.Path(path_type=Path), default=None,
+              help="Your evaluation data: a folder with one subfolder of images per class (classes.txt or "
+                   "class_index.json for the indices, else sorted names), or an .npz with images and labels.")
 @click.option("--eval-samples", type=int, default=None, help="Evaluate on the first N images only.")
 @click.option("--input-shape", default=None, help="N,C,H,W for package.module:factory models.")
 @click.option("--mean", default=None, help="The model's normalisation: mean per channel (or one value), "
@@ -115,7 +118,7 @@ def _scale(value: str | None) -> float | None:
               help="Synthesis and reconstruction budget; small: 32 images x 20 steps, 30 Genie-M steps per block "
                    "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
 def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, force, act_estimator, percentile, per_tensor,
-             num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_samples, input_shape,
+             num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_data, eval_samples, input_shape,
              mean, std, pixel_scale, input_range, no_progress,
              mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
@@ -144,7 +147,8 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
     if recon_iterations is not None:
         cfg.quant.recon_iterations = recon_iterations
     log = (lambda m: None) if no_progress else (lambda m: click.echo(m, err=True))
-    result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log, force=force)
+    result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log, force=force,
+                 eval_data=eval_data)
     click.echo(summary_table(result.manifest))
     for note in result.manifest.get("notes") or []:
         click.echo(f"note: {note}")
@@ -153,17 +157,19 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
 
 @cli.command("eval")
 @click.argument("bundle_or_artifact", type=click.Path(path_type=Path))
-@click.option("--dataset", default=None, help="Evaluation data set (default: the bundle's).")
+@click.option("--dataset", default=None, help="A named evaluation data set (default: the bundle's).")
+@click.option("--eval-data", type=click.Path(path_type=Path), default=None,
+              help="Your evaluation data (class-per-folder images or an .npz with images and labels).")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
 @click.option("--no-progress", is_flag=True)
-def eval_cmd(bundle_or_artifact, dataset, limit, as_json, no_progress) -> None:
+def eval_cmd(bundle_or_artifact, dataset, eval_data, limit, as_json, no_progress) -> None:
     """Run an artifact (or every artifact of a bundle) in its own runtime over a data set: top-1,
     and agreement with the PyTorch simulation of the bundle's recipe."""
     from edgekit.report import evaluation_table
     from edgekit.pipeline import evaluate_path
 
-    evaluation = evaluate_path(bundle_or_artifact, dataset, limit, progress=not no_progress)
+    evaluation = evaluate_path(bundle_or_artifact, dataset, limit, progress=not no_progress, eval_data=eval_data)
     click.echo(json.dumps(evaluation, indent=2) if as_json else evaluation_table(evaluation))
 
 

@@ -70,13 +70,17 @@ def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: boo
     return torch.cat(outs), time.time() - t0
 
 
-def score(name: str, runtime: str, logits: torch.Tensor, labels: torch.Tensor,
+def score(name: str, runtime: str, logits: torch.Tensor, labels: torch.Tensor | None,
           fp32: torch.Tensor | None, sim: torch.Tensor | None, seconds: float) -> dict:
-    """One ``evaluation.results[]`` entry (accuracies as fractions in [0, 1])."""
-    r = {"file": name, "runtime": runtime, "top1": round(top1(logits, labels), 6), "seconds": round(seconds, 2)}
+    """One ``evaluation.results[]`` entry (accuracies as fractions in [0, 1]); without labels,
+    no top-1 (agreement and SQNR only)."""
+    r = {"file": name, "runtime": runtime, "seconds": round(seconds, 2)}
+    if labels is not None:
+        r["top1"] = round(top1(logits, labels), 6)
     if sim is not None:
         r["agreement_with_simulation"] = round(agreement(logits, sim), 6)
-        r["simulation_top1"] = round(top1(sim, labels), 6)
+        if labels is not None:
+            r["simulation_top1"] = round(top1(sim, labels), 6)
     if fp32 is not None:
         r["agreement_with_fp32"] = round(agreement(logits, fp32), 6)
         r["sqnr_db_vs_fp32"] = round(sqnr_db(fp32, logits), 3)

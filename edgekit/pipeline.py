@@ -17,6 +17,7 @@ from edgekit import bundle as bnd
 from edgekit.backends.base import captured_output
 from edgekit.config import VALID_BITS, RunConfig, SynthConfig, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
+from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess, load_dataset
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
@@ -149,7 +150,8 @@ def calibration_source(cfg: RunConfig, loaded: LoadedModel, canonical: Canonical
 
 
 def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = None, dataset: str | None = None,
-             eval_samples: int | None = None, progress: bool = True, log=print, force: bool = False) -> RunResult:
+             eval_samples: int | None = None, progress: bool = True, log=print, force: bool = False,
+             eval_data: str | Path | None = None) -> RunResult:
     """Run the main job and write the bundle to ``out`` (atomically; an existing folder is
     replaced only when it is a bundle edgekit wrote, or with ``force``: see ``bundle.staged_dir``).
 
@@ -165,6 +167,13 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             notes.append("preprocessing: none declared and no zoo entry; no dataset and no pixel bound are "
                          "assumed, the input's range comes from the calibration data (give --mean/--std or "
                          "--input-range)")
+        eval_set = None  # the user's evaluation data, read before any long work
+        if eval_data is not None:
+            eval_set = load_eval_data(eval_data, pre or assumed_preprocess(tuple(loaded.example_input.shape)),
+                                      eval_samples, canonical.input_bounds)
+            if pre is None and not str(eval_data).endswith(".npz"):
+                notes.append("evaluation images were taken as pixels/255: give --mean/--std or --input-range "
+                             "if the model expects otherwise")
         if canonical.batch is not None and (cfg.quant.mixed_precision or ALGORITHMS.get(cfg.method).synthesizer == "genie"
                                             or cfg.method == "genie"):
             raise UserError(f"model {loaded.name} is specialised to a static batch of {canonical.batch} "
@@ -191,6 +200,15 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         calib = calibration_source(cfg, loaded, canonical, pre, progress, notes)
         if canonical.batch is not None:  # the program runs exactly this many images at a time
             calib.batch_size, calib.pad_last = canonical.batch, True
+        if eval_set is None and not (dataset or loaded.dataset) and len(calib) >= 5:
+            # no labelled data: agreement and SQNR on calibration images held out of calibration
+            k = max(1, len(calib) // 5)
+            eval_set = EvalData(calib.images[-k:], None, {
+                "kind": f"held-out {calib.provenance['kind']} images", "name": "held-out "
+                f"{calib.provenance['kind']} ({calib.provenance['method']})", "num_samples": k,
+                "note": "not used for calibration; no labels, so no top-1"})
+            calib.images = calib.images[:-k]
+            calib.provenance = dict(calib.provenance, num_samples=len(calib.images), held_out=k)
         timings["calibration_data_s"] = time.time() - t0
         log(f"calibration data: {calib.provenance['kind']} ({calib.provenance['method']}), "
             f"{len(calib)} images, {timings['calibration_data_s']:.1f} s")
@@ -235,10 +253,10 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         timings["lower_s"] = time.time() - t0
 
         evaluation = None
-        if dataset:
+        if eval_set is not None or dataset:
             t0 = time.time()
             evaluation = evaluate_bundle_parts(canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
-                                               dataset, eval_samples, progress)
+                                               eval_set if eval_set is not None else dataset, eval_samples, progress)
             timings["evaluate_s"] = time.time() - t0
         timings["total_s"] = time.time() - t_all
         manifest = build_manifest(cfg, loaded, canonical, recipe, calib, [e for _, _, e in artifacts],
@@ -257,18 +275,24 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
 
 
 def evaluate_bundle_parts(canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
-                          dataset: str, limit: int | None, progress: bool) -> dict:
+                          dataset: str | EvalData, limit: int | None, progress: bool) -> dict:
     """The ``evaluation`` section: FP32 top-1, and per artifact its runtime top-1 and agreement
-    with the simulation of ``recipe`` as the artifact's target places it."""
-    images, labels = load_dataset(dataset, limit)
+    with the simulation of ``recipe`` as the artifact's target places it. ``dataset``: a named
+    data set, or EvalData (the user's, or held-out images without labels: then agreement and
+    SQNR only, no top-1)."""
+    if isinstance(dataset, EvalData):
+        data = dataset
+    else:
+        data = EvalData(*load_dataset(dataset, limit), {"kind": "named data set", "name": dataset})
+    images, labels = data.images, data.labels
     fp32 = float_logits(canonical, images)
     results = []
     for target, path in artifacts:
         sim = simulated_logits(canonical, recipe, target, images) if recipe is not None else None
         logits, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
         results.append(score(Path(path).name, target.profile.runtime, logits, labels, fp32, sim, secs))
-    return {"dataset": dataset, "num_samples": len(labels), "fp32_top1": round(top1(fp32, labels), 6),
-            "results": results}
+    return {"dataset": data.name, "data": data.describe, "num_samples": len(images),
+            "fp32_top1": round(top1(fp32, labels), 6) if labels is not None else None, "results": results}
 
 
 def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe,
@@ -304,7 +328,8 @@ _FORMAT_TARGET = {".pte": "executorch-xnnpack", ".tflite": "litert", ".onnx": "o
                   ".pt2": "simulation"}
 
 
-def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = None, progress: bool = True) -> dict:
+def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = None, progress: bool = True,
+                  eval_data: str | Path | None = None) -> dict:
     """``edgekit eval``: evaluate a bundle's artifacts, or one artifact file, in their runtimes.
 
     With a bundle (or an artifact inside one) the simulation of the bundle's recipe is the
@@ -340,8 +365,19 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
         dataset = dataset or (manifest.get("evaluation") or {}).get("dataset")
     else:
         canonical, recipe = None, None
+    if eval_data is not None:
+        shape = (manifest or {}).get("model", {}).get("input_shape")
+        if canonical is None or not shape:
+            raise UserError("--eval-data needs a bundle (its manifest gives the model's input and preprocessing); "
+                            "give the bundle directory")
+        p = (manifest or {}).get("preprocessing") or {}
+        pre = (Preprocess(shape[1], shape[2], tuple(p["mean"]), tuple(p["std"]), p.get("resize"),
+                          p.get("pixel_scale", 1 / 255), p.get("source", "user"))
+               if p.get("mean") else assumed_preprocess(tuple(shape)))
+        dataset = load_eval_data(eval_data, pre, limit, pre.bounds() if p.get("mean") else None)
     if not dataset:
-        raise UserError(f"no evaluation data set known for {path}; give --dataset (fashion-mnist, imagenet-photos)")
+        raise UserError(f"no evaluation data known for {path}; give --eval-data PATH (a class-per-folder "
+                        "image folder or an .npz with images and labels) or --dataset (fashion-mnist, imagenet-photos)")
     artifacts = [(TARGETS.get(t), p) for t, p in entries]
     if canonical is not None:
         return evaluate_bundle_parts(canonical, recipe, artifacts, dataset, limit, progress)

@@ -9,12 +9,14 @@ def _pct(v) -> str:
 def evaluation_table(ev: dict | None) -> str:
     """Per-artifact top-1, agreement with the simulation and with FP32, SQNR (dB)."""
     if not ev:
-        return "no evaluation (no data set for this model; give --dataset)"
-    lines = [f"evaluation on {ev['dataset']} ({ev['num_samples']} images), fp32 top-1 {_pct(ev.get('fp32_top1'))}",
+        return "no evaluation (no data for this model; give --eval-data PATH)"
+    what = (ev.get("data") or {}).get("kind", "")
+    lines = [f"evaluation on {ev['dataset']}{f' ({what})' if what and what not in ev['dataset'] else ''} "
+             f"({ev['num_samples']} images), fp32 top-1 {_pct(ev.get('fp32_top1'))}",
              f"{'artifact':16s} {'runtime':10s} {'top-1':>8s} {'sim top-1':>9s} {'agree sim':>9s} "
              f"{'agree fp32':>10s} {'SQNR dB':>8s} {'time s':>7s}"]
     for r in ev["results"]:
-        lines.append(f"{r['file']:16s} {r['runtime']:10s} {_pct(r['top1']):>8s} {_pct(r.get('simulation_top1')):>9s} "
+        lines.append(f"{r['file']:16s} {r['runtime']:10s} {_pct(r.get('top1')):>8s} {_pct(r.get('simulation_top1')):>9s} "
                      f"{_pct(r.get('agreement_with_simulation')):>9s} {_pct(r.get('agreement_with_fp32')):>10s} "
                      f"{r.get('sqnr_db_vs_fp32', float('nan')):8.2f} {r['seconds']:7.1f}")
     return "\n".join(lines)

@@ -105,3 +105,45 @@ def test_programs_edgekit_cannot_take_are_refused_in_one_line(cli, tmp_path):
 ])
 def test_bad_preprocessing_declarations(cli, static_pt2, tmp_path, flags, fragment):
     _one_line(cli("quantize", str(static_pt2), "--data-free", "--out", str(tmp_path / "b"), *flags), fragment)
+
+
+@pytest.mark.slow
+def test_evaluation_on_the_users_folder_and_held_out_without_labels(cli, static_pt2, tmp_path):
+    """--eval-data as a class-per-folder image set gives top-1 with the declared preprocessing;
+    without evaluation data the bundle records agreement and SQNR on held-out images, no top-1."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / "eval" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "eval" / cls / f"{i}.png")
+    (tmp_path / "eval" / "classes.txt").write_text("dog\ncat\n")  # dog = 0, cat = 1
+    out = tmp_path / "b"
+    p = cli("quantize", str(static_pt2), "--data-free", "--out", str(out), "--mean", "0.5", "--std", "0.25",
+            "--eval-data", str(tmp_path / "eval"), "--target", "executorch-xnnpack", *SMALL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ev = json.loads((out / "manifest.json").read_text())["evaluation"]
+    assert ev["data"]["kind"] == "folder" and ev["num_samples"] == 6 and ev["fp32_top1"] is not None
+    (r,) = ev["results"]
+    assert 0 <= r["top1"] <= 1 and r["agreement_with_simulation"] >= 5 / 6
+    p = cli("eval", str(out), "--eval-data", str(tmp_path / "eval"), "--json", "--no-progress")
+    assert p.returncode == 0 and json.loads(p.stdout)["results"][0]["top1"] == r["top1"], p.stderr[-2000:]
+
+    out2 = tmp_path / "b2"
+    p = cli("quantize", str(static_pt2), "--data-free", "--out", str(out2), "--target", "executorch-xnnpack", *SMALL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((out2 / "manifest.json").read_text())
+    ev = m["evaluation"]
+    assert ev["data"]["kind"] == "held-out synthetic images" and ev["fp32_top1"] is None
+    assert ev["num_samples"] == 1 and m["quantization"]["calibration"]["num_samples"] == 7
+    (r,) = ev["results"]
+    assert "top1" not in r and "agreement_with_fp32" in r and "sqnr_db_vs_fp32" in r
+
+
+def test_bad_evaluation_data_is_refused_before_any_work(cli, static_pt2, tmp_path):
+    np.savez(tmp_path / "e.npz", images=np.zeros((4, 3, 32, 32), np.float32), labels=np.zeros(3, np.int64))
+    _one_line(cli("quantize", str(static_pt2), "--data-free", "--out", str(tmp_path / "b"),
+                  "--eval-data", str(tmp_path / "e.npz")), "labels", "N = 4")
+    (tmp_path / "flat").mkdir()
+    _one_line(cli("quantize", str(static_pt2), "--data-free", "--out", str(tmp_path / "b"),
+                  "--eval-data", str(tmp_path / "flat")), "no class subfolders")

@@ -69,18 +69,21 @@ def check_inputs(arr: np.ndarray, path: Path, bounds: tuple[torch.Tensor, torch.
     return arr
 
 
-def _npz_images(path: Path, pre: Preprocess, bounds=None) -> torch.Tensor:
+def npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file (never unpickling objects); UserError when it is unreadable."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            if not keys:
-                raise UserError(f"{path} holds no arrays; save images under the key 'images'")
-            arr = z["images"] if "images" in z else z[keys[0]]
+            return {k: z[k] for k in z.keys()}
     except (OSError, ValueError, EOFError) as e:
         raise UserError(f"{path} is not a readable .npz file ({str(e).splitlines()[0][:120]}); "
                         "save one with numpy.savez") from None
     except Exception as e:  # zipfile.BadZipFile and kin from a damaged archive
         raise UserError(f"{path} is not a readable .npz file ({type(e).__name__}); save one with numpy.savez") from None
+
+
+def images_from_array(arr: np.ndarray, path: Path, pre: Preprocess, bounds=None) -> torch.Tensor:
+    """Model inputs float32 [N, C, H, W] from uint8 images [N, H, W(, C)] / [N, C, H, W] (through
+    ``pre``) or float model inputs [N, C, H, W] (checked by :func:`check_inputs`)."""
     want = (pre.channels, pre.size, pre.size)
     if arr.dtype == np.uint8:
         if arr.ndim == 3:
@@ -90,11 +93,20 @@ def _npz_images(path: Path, pre: Preprocess, bounds=None) -> torch.Tensor:
         if arr.ndim != 4 or arr.shape[1:] != (pre.size, pre.size, pre.channels):
             raise UserError(f"{path}: images of shape {tuple(arr.shape[1:])}, the model takes "
                             f"{want} (C, H, W); give images of that size")
+        if len(arr) == 0:
+            raise UserError(f"{path} holds no images; give at least one")
         return pre.tensor(arr)
     if arr.dtype in (np.float32, np.float64) and arr.ndim == 4 and arr.shape[1:] == want:
         return torch.from_numpy(check_inputs(arr.astype(np.float32), path, bounds))
     raise UserError(f"{path}: array of dtype {arr.dtype} and shape {tuple(arr.shape)}; give uint8 "
                     f"images [N, H, W(, C)] or float32 model inputs [N, {want[0]}, {want[1]}, {want[2]}]")
+
+
+def _npz_images(path: Path, pre: Preprocess, bounds=None) -> torch.Tensor:
+    arrays = npz_arrays(path)
+    if not arrays:
+        raise UserError(f"{path} holds no arrays; save images under the key 'images'")
+    return images_from_array(arrays["images"] if "images" in arrays else next(iter(arrays.values())), path, pre, bounds)
 
 
 def _folder_images(path: Path, pre: Preprocess, limit: int) -> torch.Tensor:

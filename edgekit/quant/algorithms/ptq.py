@@ -4,6 +4,7 @@ weights with max-abs scales (Sec. 2.1, 3.1), per-tensor affine activations whose
 calibration data with a min/max, percentile or MSE estimator (Sec. 3.5)."""
 from __future__ import annotations
 
+import torch
 from tqdm import tqdm
 
 from edgekit.config import QuantConfig
@@ -43,6 +44,7 @@ def calibrate(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSou
         raise ValueError(f"unknown BN range policy {cfg.bn_ranges!r}: use one of {BN_RANGE_POLICIES}")
     analytic = analytic_ranges(gm, canonical.bn_stats, cfg.bn_range_sigmas) if cfg.bn_ranges != "off" else {}
     inputs = {n.name for n in gm.graph.nodes if n.op == "placeholder"}
+    ranges: dict[str, tuple[float, float]] = {}
     for name, aq in recipe.activations.items():
         lo, hi = estimate_range(samples[name], cfg.act_estimator, aq.quant.bits, cfg.percentile)
         if name in inputs and canonical.input_bounds is not None:  # a valid image spans exactly this
@@ -51,8 +53,33 @@ def calibrate(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSou
             lo, hi = analytic[name]
         elif name in analytic:  # union: never narrower than the data or the BN statistics say
             lo, hi = min(lo, analytic[name][0]), max(hi, analytic[name][1])
-        fill_affine(aq.quant, lo, hi)
+        ranges[name] = (lo, hi)
+    share_ranges_through_data_movement(gm, ranges)
+    for name, aq in recipe.activations.items():
+        fill_affine(aq.quant, *ranges[name])
     return recipe
+
+
+# Ops that move values without changing them: their output must carry the input's quantization
+# parameters (XNNPACK refuses a quantized reshape whose input and output scales differ, "Failed
+# to create squeeze node"), so they take their input's range.
+DATA_MOVEMENT_OPS = {
+    torch.ops.aten.view.default, torch.ops.aten.reshape.default, torch.ops.aten._unsafe_view.default,
+    torch.ops.aten.flatten.using_ints, torch.ops.aten.squeeze.dim, torch.ops.aten.squeeze.dims,
+    torch.ops.aten.squeeze.default, torch.ops.aten.unsqueeze.default, torch.ops.aten.permute.default,
+    torch.ops.aten.transpose.int, torch.ops.aten.clone.default, torch.ops.aten.contiguous.default,
+    torch.ops.aten.max_pool2d.default, torch.ops.aten.slice.Tensor, torch.ops.aten.select.int,
+}
+
+
+def share_ranges_through_data_movement(gm, ranges: dict[str, tuple[float, float]]) -> None:
+    """Give every data-movement node (DATA_MOVEMENT_OPS) the range of the tensor it moves, in
+    graph order (so chains of them share one range). Changes ``ranges`` in place."""
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and n.target in DATA_MOVEMENT_OPS and n.name in ranges:
+            src = n.args[0]
+            if getattr(src, "name", None) in ranges:
+                ranges[n.name] = ranges[src.name]
 
 
 def ptq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource) -> QuantRecipe:
