@@ -51,9 +51,9 @@ def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: boo
     static_batch: the batch the artifact was lowered for when its program fixes it (every call
     then gets exactly that many images, the last call padded)."""
     run, bs = target.runner(path), static_batch or target.batch_size
-    if static_batch:
-        return run_batched(run, images, static_batch=static_batch), 0.0
     t0 = time.time()
+    if static_batch:
+        return run_batched(run, images, static_batch=static_batch), time.time() - t0
     outs, i = [], 0
     with tqdm(total=len(images), desc=f"eval {path.name}", unit="img", disable=not progress, leave=False) as bar:
         while i < len(images):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import platform
 import shutil
 import time
@@ -247,6 +248,9 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                      "bytes": art.bytes, "sha256": art.sha256, "fp32_bytes": fp32_bytes,
                      "size_ratio_vs_fp32": round(art.bytes / fp32_bytes, 4)}
             entry.update({k: p.name for k, p in art.side_files.items()})
+            if art.ops:
+                entry["ops"] = art.ops
+            entry.update(latency_vs_fp32(art.path, fp32_dir, art.runtime, art.ops))
             artifacts.append((t, art, entry))
             shutil.rmtree(fp32_dir)
             log(f"{t.name}: wrote {art.path.name} ({art.bytes} bytes, {art.bytes / fp32_bytes:.1%} of fp32)")
@@ -272,6 +276,33 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                 "avg_weight_bits": round(8 * mp.chosen_bytes / sum(li.params for li in mp.layers), 4)}
         bnd.write_json(tmp / bnd.MANIFEST, manifest)
     return RunResult(Path(out), manifest, timings)
+
+
+LATENCY_RUNS = 30  # timed runs per artifact for the int8-vs-fp32 check (warm-up: 5)
+
+
+def latency_vs_fp32(path: Path, fp32_dir: Path, runtime: str, ops: dict) -> dict:
+    """p50 latency (ms, this machine, the runtime's default threads, no op tracing) of the artifact
+    at ``path`` and of its FP32 twin in ``fp32_dir``, and their ratio. When the int8 artifact is
+    the slower one, ``slower_than_fp32`` is set and ``slow_ops`` names the ops that can cost it
+    (left outside the delegate, or left in float by the quantizer). Empty for the simulation."""
+    from edgekit.profiling.job import JobSpec
+    from edgekit.profiling.runners import run_spec
+
+    twin = next(fp32_dir.glob(f"fp32{path.suffix}"), None)
+    if runtime == "simulation" or twin is None:
+        return {}
+    p50 = {}
+    for key, p in (("int8", path), ("fp32", twin)):
+        spec = JobSpec(artifact=p.name, runtime=runtime, warmup_runs=5, runs=LATENCY_RUNS, trace_ops=False)
+        with captured_output(Path(os.devnull)):
+            p50[key] = run_spec(spec, base=p.parent).latency["p50"]
+    out = {"latency_p50_ms": round(p50["int8"], 4), "fp32_latency_p50_ms": round(p50["fp32"], 4),
+           "speedup_vs_fp32": round(p50["fp32"] / p50["int8"], 3) if p50["int8"] else None}
+    if p50["int8"] > p50["fp32"]:
+        out["slower_than_fp32"] = True
+        out["slow_ops"] = (ops.get("not_delegated") or []) + (ops.get("float_ops") or [])
+    return out
 
 
 def evaluate_bundle_parts(canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,

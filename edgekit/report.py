@@ -31,7 +31,19 @@ def summary_table(m: dict) -> str:
              + (f" ({c['seconds']} s)" if c.get("seconds") else ""),
              f"{'artifact':16s} {'target':20s} {'bytes':>10s} {'vs fp32':>8s}"]
     for a in m["artifacts"]:
-        lines.append(f"{a['file']:16s} {a['target']:20s} {a['bytes']:>10d} {a['size_ratio_vs_fp32']:>8.1%}")
+        line = f"{a['file']:16s} {a['target']:20s} {a['bytes']:>10d} {a['size_ratio_vs_fp32']:>8.1%}"
+        if a.get("latency_p50_ms") is not None:
+            line += (f"  p50 {a['latency_p50_ms']:.3f} ms (fp32 {a['fp32_latency_p50_ms']:.3f} ms, "
+                     f"{a['speedup_vs_fp32']:.2f}x)")
+        ops = a.get("ops") or {}
+        if ops.get("ops_total"):
+            line += f"  delegated {ops['ops_delegated']}/{ops['ops_total']} ops"
+        if ops.get("float_ops"):
+            line += f"  float: {', '.join(sorted({o['op'] for o in ops['float_ops']}))}"
+        lines.append(line)
+        if a.get("slower_than_fp32"):
+            lines.append(f"  slower than its fp32 twin on this machine; ops that can cost it: "
+                         f"{', '.join(sorted({o['op'] for o in a.get('slow_ops') or []})) or 'none listed'}")
     lines.append(evaluation_table(m.get("evaluation")))
     lines.append("timings: " + ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()))
     return "\n".join(lines)

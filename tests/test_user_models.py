@@ -147,3 +147,26 @@ def test_bad_evaluation_data_is_refused_before_any_work(cli, static_pt2, tmp_pat
     (tmp_path / "flat").mkdir()
     _one_line(cli("quantize", str(static_pt2), "--data-free", "--out", str(tmp_path / "b"),
                   "--eval-data", str(tmp_path / "flat")), "no class subfolders")
+
+
+@pytest.mark.slow
+def test_ops_a_target_cannot_quantize_stay_float_and_are_reported(cli, tmp_path):
+    """Hard-swish, squeeze-excite (mean, sigmoid), pad, clamp and a concat: lowered anyway (the
+    .pte used to be refused when XNNPACK left a mean outside its delegate), each artifact lists
+    its float and non-delegated ops, and its p50 latency is measured beside its fp32 twin's."""
+    out = tmp_path / "b"
+    p = cli("quantize", "tests.fixtures.models:mixed_ops", "--data-free", "--out", str(out), *SMALL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    arts = {a["file"]: a for a in m["artifacts"]}
+    pte, tfl = arts["model.pte"], arts["model.tflite"]
+    assert pte["ops"]["ops_delegated"] < pte["ops"]["ops_total"]
+    assert {"op": "aten.mean.dim", "module": ""} in pte["ops"]["not_delegated"]
+    assert {o["op"] for o in pte["ops"]["float_ops"]} >= {"hardswish", "sigmoid", "clamp"}
+    assert {"op": "hardswish", "module": "act"} in tfl["ops"]["float_ops"]
+    for a in (pte, tfl):
+        assert a["latency_p50_ms"] > 0 and a["fp32_latency_p50_ms"] > 0
+        assert a.get("slower_than_fp32", False) == (a["latency_p50_ms"] > a["fp32_latency_p50_ms"])
+        if a.get("slower_than_fp32"):
+            assert a["slow_ops"] and "slower than its fp32 twin" in p.stdout
+    assert all(r["agreement_with_simulation"] == 1.0 for r in m["evaluation"]["results"])

@@ -68,6 +68,10 @@ class Artifact:
     format: str
     runtime: str
     side_files: dict[str, Path] = field(default_factory=dict)
+    # what ran where (the manifest's ``ops``): ops_total / ops_delegated counts of compute ops,
+    # not_delegated [{op, module}] (left to the runtime's portable kernels), float_ops [{op,
+    # module}] (compute ops the target's quantizer left in float)
+    ops: dict = field(default_factory=dict)
 
     @property
     def bytes(self) -> int:

@@ -11,7 +11,7 @@ import torch
 from edgekit.backends.base import Artifact, Target, captured_output
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.quant.simulate import quantize_with_recipe
+from edgekit.quant.simulate import float_ops, quantize_with_recipe
 from edgekit.registry import TARGETS
 
 
@@ -48,7 +48,7 @@ class LiteRT(Target):
             model = litert_torch.convert(module, (canonical.example_input,), quant_config=QuantConfig(pt2e_quantizer=q))
         path = out_dir / f"{stem}.tflite"
         model.export(str(path))
-        return Artifact(path, self.name, "tflite", "litert")
+        return Artifact(path, self.name, "tflite", "litert", ops={"float_ops": float_ops(module)} if recipe else {})
 
     def runner(self, path: Path):
         interp = make_interpreter(path)

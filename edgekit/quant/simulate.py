@@ -51,3 +51,23 @@ def with_rounded_weights(gm: fx.GraphModule, recipe: QuantRecipe) -> fx.GraphMod
     return gm
 
 
+_QDQ_NAMES = ("quantize_per", "dequantize_per", "choose_qparams")
+_NO_COMPUTE = ("getitem", "view", "reshape", "flatten", "squeeze", "permute", "transpose", "clone",
+               "contiguous", "expand", "_assert", "sym_size", "slice", "select")
+
+
+def float_ops(converted: fx.GraphModule) -> list[dict]:
+    """Compute ops of a quantized graph (prepare_pt2e/convert_pt2e with a target's quantizer)
+    that the quantizer did not annotate, so they run in float between a dequantize and a
+    quantize (ExecuTorch/XNNPACK runs them in fp32, in or out of the delegate). Returns
+    [{op, module}] in graph order; data movement (view, flatten, ...) is not listed."""
+    from edgekit.models.canonical import module_path
+
+    out = []
+    for n in converted.graph.nodes:
+        name = str(n.target)
+        if n.op != "call_function" or any(q in name for q in _QDQ_NAMES + _NO_COMPUTE):
+            continue
+        if n.meta.get("quantization_annotation") is None:
+            out.append({"op": name.removeprefix("aten.").split(".")[0], "module": module_path(n)})
+    return out

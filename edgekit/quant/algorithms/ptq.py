@@ -74,12 +74,21 @@ DATA_MOVEMENT_OPS = {
 
 def share_ranges_through_data_movement(gm, ranges: dict[str, tuple[float, float]]) -> None:
     """Give every data-movement node (DATA_MOVEMENT_OPS) the range of the tensor it moves, in
-    graph order (so chains of them share one range). Changes ``ranges`` in place."""
+    graph order (so chains of them share one range), and a concatenation and all its inputs the
+    union of their ranges (quantized concat needs one scale: XNNPACK refuses "cat2 node" with
+    mixed ones). Changes ``ranges`` in place."""
     for n in gm.graph.nodes:
-        if n.op == "call_function" and n.target in DATA_MOVEMENT_OPS and n.name in ranges:
+        if n.op != "call_function" or n.name not in ranges:
+            continue
+        if n.target in DATA_MOVEMENT_OPS:
             src = n.args[0]
             if getattr(src, "name", None) in ranges:
                 ranges[n.name] = ranges[src.name]
+        elif n.target is torch.ops.aten.cat.default:
+            parts = [a.name for a in n.args[0] if getattr(a, "name", None) in ranges] + [n.name]
+            lo, hi = min(ranges[k][0] for k in parts), max(ranges[k][1] for k in parts)
+            for k in parts:
+                ranges[k] = (lo, hi)
 
 
 def ptq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource) -> QuantRecipe:
