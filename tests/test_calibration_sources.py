@@ -35,8 +35,10 @@ def test_folder_of_photos_is_resized_for_imagenet_models(tmp_path):
 
 def test_folder_without_images_is_refused(tmp_path):
     (tmp_path / "a.txt").write_text("x")
-    (tmp_path / "b.png").write_bytes(b"not really a png")
     with pytest.raises(UserError, match="no readable images"):
+        load_calibration(tmp_path, FMNIST)
+    (tmp_path / "b.png").write_bytes(b"not really a png")  # a broken image is named, not skipped
+    with pytest.raises(UserError, match="b.png cannot be read as an image"):
         load_calibration(tmp_path, FMNIST)
 
 
