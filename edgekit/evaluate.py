@@ -50,7 +50,12 @@ def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: boo
     """Logits [N, K] of the artifact at ``path`` run in its runtime, and seconds taken.
     static_batch: the batch the artifact was lowered for when its program fixes it (every call
     then gets exactly that many images, the last call padded)."""
-    run, bs = target.runner(path), static_batch or target.batch_size
+    try:
+        run, bs = target.runner(path), static_batch or target.batch_size
+    except Exception as e:  # the converter wrote a program its own runtime will not load
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise RuntimeError(f"target {target.name} wrote {path.name}, which {target.profile.runtime} cannot load "
+                           f"({why}); try another --target, and report the model") from None
     t0 = time.time()
     if static_batch:
         return run_batched(run, images, static_batch=static_batch), time.time() - t0
