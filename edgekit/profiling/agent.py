@@ -53,7 +53,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from edgekit.errors import UserError
-from edgekit.profiling.job import JOB_FILE, JobSpec
+from edgekit.profiling.job import JOB_FILE, JobSpec, normalize_runtime
 
 DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024  # bytes
 DEFAULT_JOB_TIMEOUT = 600.0  # s
@@ -492,6 +492,7 @@ def read_job(files: Path, uploaded: set[str]) -> JobSpec:
     try:
         spec = JobSpec.from_dict(raw)
         spec.validate()
+        spec.runtime = normalize_runtime(spec.runtime)  # aliases ("ort", "tflite") name a runtime too
     except UserError as e:
         raise AgentError("bad_job", f"{JOB_FILE}: {e}") from None
     for name in [spec.artifact] + ([spec.etrecord] if spec.etrecord else []):

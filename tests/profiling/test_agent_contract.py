@@ -317,3 +317,11 @@ def crashing_pte(bundle: Path, tmp_path: Path) -> Path:
     r = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, env=_env(), timeout=120)
     assert r.returncode == -signal.SIGABRT, "the stand-in corruption no longer crashes ExecuTorch"
     return p
+
+
+def test_a_runtime_alias_in_the_job_spec_is_understood(agent, bundle):
+    """Found by the long fuzz run: runtime "ort" (an alias) gave a 500 internal error (KeyError)."""
+    onnx = (bundle / "model.onnx").read_bytes()
+    r = _post(agent, _tar({"job.json": _job(runtime="ort"), "model.onnx": onnx}))
+    assert r.status_code == 200, r.text[:300]
+    assert r.json()["metadata"]["runtime"] == "onnxruntime"
