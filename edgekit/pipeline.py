@@ -238,12 +238,23 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             write_pareto(mp, tmp)
         artifacts = []
         t0 = time.time()
+        skipped = []  # default targets whose converter failed on this model
         for t in targets:
             fp32_dir = tmp / ".fp32"
             fp32_dir.mkdir(exist_ok=True)
-            with captured_output(tmp / LOWER_LOG):
-                art = t.lower(canonical, recipe, tmp)
-                fp32_bytes = t.lower(canonical, None, fp32_dir, "fp32").bytes
+            try:
+                with captured_output(tmp / LOWER_LOG):
+                    art = t.lower(canonical, recipe, tmp)
+                    fp32_bytes = t.lower(canonical, None, fp32_dir, "fp32").bytes
+            except Exception as e:
+                why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else 'no message'}"
+                shutil.rmtree(fp32_dir, ignore_errors=True)
+                if cfg.targets or len(targets) == 1:  # the user named it, or nothing else is left
+                    raise RuntimeError(f"target {t.name} could not lower model {loaded.name} ({why}); "
+                                       f"its converter's log is the last lines of {LOWER_LOG}; try another --target") from None
+                skipped.append({"target": t.name, "error": why})
+                notes.append(f"target {t.name} could not lower this model ({why}); the bundle holds the other targets")
+                continue
             entry = {"file": art.path.name, "target": t.name, "format": art.format, "runtime": art.runtime,
                      "bytes": art.bytes, "sha256": art.sha256, "fp32_bytes": fp32_bytes,
                      "size_ratio_vs_fp32": round(art.bytes / fp32_bytes, 4)}
@@ -255,6 +266,9 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             shutil.rmtree(fp32_dir)
             log(f"{t.name}: wrote {art.path.name} ({art.bytes} bytes, {art.bytes / fp32_bytes:.1%} of fp32)")
         timings["lower_s"] = time.time() - t0
+        if not artifacts:
+            raise RuntimeError(f"no target could lower model {loaded.name}: " +
+                               "; ".join(f"{x['target']}: {x['error']}" for x in skipped))
 
         evaluation = None
         if eval_set is not None or dataset:
@@ -267,6 +281,8 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                                   evaluation, timings)
         manifest["model"]["static_batch"] = canonical.batch
         manifest["notes"] = notes
+        if skipped:
+            manifest["skipped_targets"] = skipped
         manifest["preprocessing"] = pre.to_dict() if pre is not None else {
             "source": "calibration data", "input_range": None, "note": "none declared: no dataset, no pixel bound"}
         if mp is not None:

