@@ -133,6 +133,7 @@ def prepare_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
         pre = declared or pre
     if pre is not None:
         canonical.input_bounds = pre.bounds()
+        canonical.input_prior = pre.input_prior()
     return loaded, canonical, pre
 
 
@@ -419,7 +420,7 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
                             "give the bundle directory")
         p = (manifest or {}).get("preprocessing") or {}
         pre = (Preprocess(shape[1], shape[2], tuple(p["mean"]), tuple(p["std"]), p.get("resize"),
-                          p.get("pixel_scale", 1 / 255), p.get("source", "user"))
+                          p.get("pixel_scale", 1 / 255), p.get("source", "user"), p.get("kind", "mean_std"))
                if p.get("mean") else assumed_preprocess(tuple(shape)))
         dataset = load_eval_data(eval_data, pre, limit, pre.bounds() if p.get("mean") else None)
     if not dataset:

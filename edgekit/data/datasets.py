@@ -33,11 +33,20 @@ class Preprocess:
     resize: int | None = None
     scale: float = 1 / 255
     source: str = "zoo"
+    kind: str = "mean_std"  # "mean_std": inputs are normalised; "range": --input-range, not normalised
+
+    def input_prior(self) -> tuple[float, float] | None:
+        """The (mean, std) synthesis should pull its images to: None (ZeroQ's 0 and 1) for a
+        normalising preprocessing; the middle and a quarter of the range for ``--input-range``."""
+        if self.kind != "range":
+            return None
+        lo, hi = self.bounds()
+        return float((lo.min() + hi.max()) / 2), float((hi.max() - lo.min()) / 4)
 
     def to_dict(self) -> dict:
         """The manifest's record: mean, std, pixel scale, the input range they give, the source."""
         lo, hi = self.bounds()
-        return {"mean": list(self.mean), "std": list(self.std), "pixel_scale": self.scale,
+        return {"kind": self.kind, "mean": list(self.mean), "std": list(self.std), "pixel_scale": self.scale,
                 "input_range": [round(float(lo.min()), 6), round(float(hi.max()), 6)],
                 "resize": self.resize, "source": self.source}
 
@@ -94,7 +103,7 @@ def declared_preprocess(input_shape: tuple[int, ...], mean=None, std=None, scale
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise UserError(f"--input-range {lo:g},{hi:g}: give LO,HI with LO < HI")
         mean, std = (-lo / (hi - lo),) * c, (1.0 / (hi - lo),) * c
-        return Preprocess(c, h, mean, std, None, 1 / 255, "user") if h == w else _non_square(h, w)
+        return Preprocess(c, h, mean, std, None, 1 / 255, "user", "range") if h == w else _non_square(h, w)
     if mean is None:
         return None
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)

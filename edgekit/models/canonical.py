@@ -53,6 +53,7 @@ class CanonicalModel:
     num_bn: int = 0
     input_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
     batch: int | None = None  # the static batch the program is specialised to; None: dynamic batch
+    input_prior: tuple[float, float] | None = None  # synthesis: the input's (mean, std); None: (0, 1)
 
     def run(self, fn, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """``fn`` (a module of this model's graph) over ``x`` float32 [N, ...] in chunks that

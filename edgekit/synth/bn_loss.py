@@ -79,7 +79,8 @@ class ClassPrior:
         return self.weight * torch.nn.functional.cross_entropy(logits, self.labels)
 
 
-def input_prior_loss(x: torch.Tensor) -> torch.Tensor:
-    """Pulls the input's per-channel mean to 0 and std to 1 (the normalised-image prior)."""
+def input_prior_loss(x: torch.Tensor, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """Pulls the input's per-channel mean to ``mean`` and std to ``std``: 0 and 1 (the
+    normalised-image prior of ZeroQ) for a model whose preprocessing normalises its inputs."""
     dims = [0, 2, 3]
-    return torch.norm(x.mean(dims), 2) + torch.norm(x.std(dims) - 1.0, 2)
+    return torch.norm(x.mean(dims) - mean, 2) + torch.norm(x.std(dims) - std, 2)

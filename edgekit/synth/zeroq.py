@@ -1,6 +1,8 @@
 """ZeroQ distilled data (Cai et al. 2020, Sec. 3.1, Eq. 2): start from Gaussian noise and
 optimise the pixels with Adam so that every BN layer's input statistics match its running
-statistics. Reference defaults: lr 0.5, 500 iterations; edgekit's defaults are smaller to fit a
+statistics, plus a prior on the input's own statistics: mean 0 / std 1 for a normalised input
+(ZeroQ's), or the middle and a quarter of a declared ``--input-range`` (a model fed raw 0..255
+pixels would otherwise be distilled from near-black images). Reference defaults: lr 0.5, 500 iterations; edgekit's defaults are smaller to fit a
 2-core CPU (see ``SynthConfig``)."""
 from __future__ import annotations
 
@@ -44,9 +46,10 @@ def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) 
     bounds = canonical.input_bounds
     if bounds is not None:
         lo, hi = (b.view(1, -1, 1, 1) for b in bounds)
+    p_mean, p_std = canonical.input_prior or (0.0, 1.0)
     for start in range(0, total, cfg.batch_size):
         n = min(cfg.batch_size, total - start)
-        x = torch.randn((n, *shape), generator=g)
+        x = p_mean + p_std * torch.randn((n, *shape), generator=g)
         if bounds is not None:
             x = torch.maximum(torch.minimum(x, hi), lo)
         x.requires_grad_(True)
@@ -54,7 +57,7 @@ def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) 
         opt = torch.optim.Adam([x], lr=cfg.lr)
         for _ in range(cfg.iterations):
             opt.zero_grad(set_to_none=True)
-            loss = bn_loss.loss(x) + input_prior_loss(x)
+            loss = bn_loss.loss(x) + input_prior_loss(x, p_mean, p_std)
             loss = loss + prior(bn_loss.last_output)
             loss.backward()
             opt.step()

@@ -1,0 +1,179 @@
+"""Third-party models: edgekit's data-free W8A8 .pte beside the stock ExecuTorch XNNPACK PT2E
+flow calibrated on Gaussian noise and on real images, all run in ExecuTorch on real images of
+the model's own domain (issue 9, parts 5 and 6; the corpus so far: the two MLPerf Tiny models of
+``examples/third_party/mlperf_tiny.py``).
+
+Usage: .venv/bin/python benchmarks/third_party.py [--out benchmarks/results/third_party.json]
+
+Per model and flow: agreement of the argmax with FP32 and output SQNR (dB) on the evaluation
+photos, top-1 where they carry labels, p50 latency of the .pte and of the FP32 .pte (ms, 50 runs
+after 10 warm-up, this machine), bytes, and seconds to quantize (edgekit: the whole
+``edgekit quantize`` run including evaluation; stock: calibrate + convert + lower).
+
+Data (all real photos, never the same images for calibration and evaluation):
+- resnet_cifar10: evaluation on foolbox's 20 CIFAR-10 test photos (labelled); the stock "real"
+  calibration on foolbox's 20 CIFAR-100 photos (same 32x32 photo domain, other images).
+- vww_mobilenet: evaluation on foolbox's 20 ImageNet photos resized to 96x96 (no person labels:
+  agreement and SQNR only); the stock "real" calibration on 16 random 96x96 crops of
+  scikit-learn's two sample photos.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples" / "third_party"))
+
+
+def _foolbox(prefix: str, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    import foolbox
+    from PIL import Image
+    files = sorted((Path(foolbox.__file__).parent / "data").glob(f"{prefix}_*"))
+    imgs = []
+    for f in files:
+        img = Image.open(f).convert("RGB")
+        if size:
+            w, h = img.size
+            s = min(w, h)
+            img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)).resize((size, size), Image.BILINEAR)
+        imgs.append(np.asarray(img))
+    return np.stack(imgs), np.array([int(f.stem.split("_")[-1]) for f in files])
+
+
+def _sklearn_crops(n: int, size: int) -> np.ndarray:
+    from sklearn.datasets import load_sample_images
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        img = load_sample_images().images[i % 2]
+        y, x = rng.integers(0, img.shape[0] - size), rng.integers(0, img.shape[1] - size)
+        out.append(img[y:y + size, x:x + size])
+    return np.stack(out)
+
+
+def _inputs(name: str, u8: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(u8.astype(np.float32)).permute(0, 3, 1, 2)
+    return (x - 128) / 128 if name == "resnet_cifar10" else x
+
+
+def _pte_outputs(path: Path, x: torch.Tensor) -> torch.Tensor:
+    from executorch.runtime import Runtime
+    import executorch.kernels.quantized  # noqa: F401
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return torch.cat([method.execute([x[i:i + 1].contiguous()])[0].clone() for i in range(len(x))])
+
+
+def _p50(path: Path) -> float:
+    from edgekit.profiling.job import JobSpec
+    from edgekit.profiling.runners import run_spec
+    return run_spec(JobSpec(artifact=path.name, runtime="executorch", warmup_runs=10, runs=50, trace_ops=False),
+                    base=path.parent).latency["p50"]
+
+
+def _score(out: torch.Tensor, fp32: torch.Tensor, labels: np.ndarray | None) -> dict:
+    from edgekit.evaluate import agreement, sqnr_db, top1
+    r = {"agreement_with_fp32": round(agreement(out, fp32), 4), "sqnr_db_vs_fp32": round(sqnr_db(fp32, out), 2)}
+    if labels is not None:
+        r["top1"] = round(top1(out, torch.from_numpy(labels)), 4)
+    return r
+
+
+def stock_pte(model: torch.nn.Module, shape, calib: torch.Tensor, path: Path) -> float:
+    """The stock flow: XNNPACKQuantizer (symmetric, per-channel), prepare_pt2e, calibrate on
+    ``calib`` one image at a time, convert_pt2e, to_edge_transform_and_lower with the
+    XnnpackPartitioner. Writes ``path``; returns seconds."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from executorch.exir import to_edge_transform_and_lower
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    t0 = time.time()
+    x = (torch.zeros(shape),)
+    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(torch.export.export(model, x).module(), q)
+    with torch.no_grad():
+        for i in range(len(calib)):
+            prepared(calib[i:i + 1])
+    converted = convert_pt2e(prepared)
+    prog = to_edge_transform_and_lower(torch.export.export(converted, x), partitioner=[XnnpackPartitioner()]).to_executorch()
+    path.write_bytes(prog.buffer)
+    return time.time() - t0
+
+
+def fp32_pte(model: torch.nn.Module, shape, path: Path) -> None:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    ep = torch.export.export(model, (torch.zeros(shape),))
+    path.write_bytes(to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch().buffer)
+
+
+def run_model(name: str, work: Path) -> dict:
+    import mlperf_tiny
+    from tests.conftest import run_cli
+
+    model, shape, flags = mlperf_tiny.load(name)
+    if name == "resnet_cifar10":
+        ev_u8, labels = _foolbox("cifar10", None)
+        cal_u8, _ = _foolbox("cifar100", None)
+    else:
+        ev_u8, labels = _foolbox("imagenet", shape[-1])[0], None
+        cal_u8 = _sklearn_crops(16, shape[-1])
+    ev, cal = _inputs(name, ev_u8), _inputs(name, cal_u8)
+    with torch.no_grad():
+        fp32 = model(ev)
+    fp32_path = work / f"{name}_fp32.pte"
+    fp32_pte(model, shape, fp32_path)
+    rows = {"fp32": {"bytes": fp32_path.stat().st_size, "latency_p50_ms": round(_p50(fp32_path), 4)}}
+    if labels is not None:
+        rows["fp32"]["top1"] = _score(fp32, fp32, labels)["top1"]
+
+    pt2 = work / f"{name}.pt2"
+    mlperf_tiny.export(name, pt2)
+    out = work / f"{name}_edgekit"
+    t0 = time.time()
+    p = run_cli("quantize", str(pt2), "--data-free", *flags, "--target", "executorch-xnnpack", "--out", str(out),
+                "--no-progress", timeout=3600)
+    if p.returncode != 0:
+        raise SystemExit(p.stderr[-3000:])
+    secs = time.time() - t0
+    for flow, path, seconds in (("edgekit_data_free", out / "model.pte", secs),
+                                ("stock_gaussian_noise", work / f"{name}_noise.pte", None),
+                                ("stock_real_images", work / f"{name}_real.pte", None)):
+        if flow == "stock_gaussian_noise":
+            seconds = stock_pte(model, shape, torch.randn(32, *shape[1:], generator=torch.Generator().manual_seed(0)), path)
+        elif flow == "stock_real_images":
+            seconds = stock_pte(model, shape, cal, path)
+        row = _score(_pte_outputs(path, ev), fp32, labels)
+        row.update(bytes=path.stat().st_size, latency_p50_ms=round(_p50(path), 4), seconds=round(seconds, 1))
+        row["speedup_vs_fp32"] = round(rows["fp32"]["latency_p50_ms"] / row["latency_p50_ms"], 3)
+        rows[flow] = row
+    return {"model": name, "input_shape": list(shape), "preprocessing_flags": flags,
+            "eval_images": len(ev), "labelled": labels is not None, "flows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "third_party.json")
+    ap.add_argument("--models", default="resnet_cifar10,vww_mobilenet")
+    a = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.models.split(","):
+            results.append(run_model(name, Path(tmp)))
+            print(json.dumps(results[-1], indent=1), flush=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({"command": "python benchmarks/third_party.py", "models": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
