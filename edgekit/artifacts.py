@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgekit.errors import UserError
+from edgekit.errors import UserError, first_line, run_main
 
 #: artifact suffix -> runtime that runs it
 SUFFIX_RUNTIME = {".pte": "executorch", ".tflite": "litert", ".onnx": "onnxruntime"}
@@ -193,7 +193,7 @@ def _load_and_run(path: Path) -> None:
     except ImportError as e:
         raise UserError(f"the {rt} runtime is not installed here ({e})") from None
     except Exception as e:
-        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        why = first_line(e)
         raise UserError(f"{rt} cannot load {path.name} ({why}): the file is corrupted or not a "
                         f"{path.suffix} model; {_REMAKE}") from None
 
@@ -204,12 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("error: usage: python -m edgekit.artifacts PATH", file=sys.stderr)
         return 2
-    try:
-        _load_and_run(Path(args[0]))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: _load_and_run(Path(args[0])))
 
 
 if __name__ == "__main__":

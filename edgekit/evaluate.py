@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from edgekit.backends.base import Target
+from edgekit.errors import first_line
 from edgekit.models.canonical import CanonicalModel, run_batched
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.quant.simulate import quantize_with_recipe
@@ -53,7 +54,7 @@ def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: boo
     try:
         run, bs = target.runner(path), static_batch or target.batch_size
     except Exception as e:  # the converter wrote a program its own runtime will not load
-        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        why = first_line(e)
         raise RuntimeError(f"target {target.name} wrote {path.name}, which {target.profile.runtime} cannot load "
                            f"({why}); try another --target, and report the model") from None
     t0 = time.time()

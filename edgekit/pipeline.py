@@ -22,7 +22,7 @@ from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess, load_dataset
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
-from edgekit.errors import UserError
+from edgekit.errors import UserError, first_line
 from edgekit.evaluate import float_logits, run_artifact, score, simulated_logits, top1
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
@@ -122,8 +122,8 @@ def prepare_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
     try:
         canonical = canonicalize(loaded.model, loaded.example_input, loaded.name)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else "no message"
-        raise UserError(f"model {loaded.name} cannot be exported with torch.export ({type(e).__name__}: {msg}); "
+        raise UserError(f"model {loaded.name} cannot be exported with torch.export "
+                        f"({type(e).__name__}: {first_line(e, empty='no message')}); "
                         "make its forward traceable (no Python control flow on tensor values), or export it "
                         "yourself with torch.export.export(model, (torch.randn(1, C, H, W),)) and give the .pt2") from None
     pre = loaded.preprocess
@@ -248,7 +248,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                     art = t.lower(canonical, recipe, tmp)
                     fp32_bytes = t.lower(canonical, None, fp32_dir, "fp32").bytes
             except Exception as e:
-                why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else 'no message'}"
+                why = f"{type(e).__name__}: {first_line(e, empty='no message')}"
                 shutil.rmtree(fp32_dir, ignore_errors=True)
                 if cfg.targets or len(targets) == 1:  # the user named it, or nothing else is left
                     raise RuntimeError(f"target {t.name} could not lower model {loaded.name} ({why}); "
@@ -418,11 +418,9 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
         if canonical is None or not shape:
             raise UserError("--eval-data needs a bundle (its manifest gives the model's input and preprocessing); "
                             "give the bundle directory")
-        p = (manifest or {}).get("preprocessing") or {}
-        pre = (Preprocess(shape[1], shape[2], tuple(p["mean"]), tuple(p["std"]), p.get("resize"),
-                          p.get("pixel_scale", 1 / 255), p.get("source", "user"), p.get("kind", "mean_std"))
-               if p.get("mean") else assumed_preprocess(tuple(shape)))
-        dataset = load_eval_data(eval_data, pre, limit, pre.bounds() if p.get("mean") else None)
+        recorded = Preprocess.from_dict(manifest.get("preprocessing"), shape)
+        pre = recorded or assumed_preprocess(tuple(shape))
+        dataset = load_eval_data(eval_data, pre, limit, recorded.bounds() if recorded else None)
     if not dataset:
         raise UserError(f"no evaluation data known for {path}; give --eval-data PATH (a class-per-folder "
                         "image folder or an .npz with images and labels) or --dataset (fashion-mnist, imagenet-photos)")

@@ -10,7 +10,7 @@ import torch
 from edgekit.backends.base import Artifact, Target, captured_output
 from edgekit.models.canonical import CanonicalModel, module_path
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.quant.simulate import float_ops, quantize_with_recipe
+from edgekit.quant.simulate import QDQ_OP_NAMES, float_ops, quantize_with_recipe
 from edgekit.registry import TARGETS
 
 # Edge-dialect ops left outside the delegate that are bookkeeping, not compute.
@@ -61,12 +61,9 @@ class ExecuTorchXnnpack(Target):
         return run
 
 
-_QDQ = ("quantize_per", "dequantize_per", "choose_qparams")
-
-
 def _compute_nodes(gm):
     return [n for n in gm.graph.nodes if n.op == "call_function"
-            and not any(h in str(n.target) for h in _HOST_OPS + _QDQ)]
+            and not any(h in str(n.target) for h in _HOST_OPS + QDQ_OP_NAMES)]
 
 
 def delegation_report(gm) -> dict:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from edgekit.data.datasets import Preprocess
-from edgekit.errors import UserError
+from edgekit.errors import UserError, first_line
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -75,7 +75,7 @@ def npz_arrays(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.keys()}
     except (OSError, ValueError, EOFError) as e:
-        raise UserError(f"{path} is not a readable .npz file ({str(e).splitlines()[0][:120]}); "
+        raise UserError(f"{path} is not a readable .npz file ({first_line(e, 120)}); "
                         "save one with numpy.savez") from None
     except Exception as e:  # zipfile.BadZipFile and kin from a damaged archive
         raise UserError(f"{path} is not a readable .npz file ({type(e).__name__}); save one with numpy.savez") from None

@@ -35,6 +35,15 @@ class Preprocess:
     source: str = "zoo"
     kind: str = "mean_std"  # "mean_std": inputs are normalised; "range": --input-range, not normalised
 
+    @classmethod
+    def from_dict(cls, d: dict, input_shape) -> "Preprocess | None":
+        """The preprocessing a manifest recorded (``to_dict``) for a model taking ``input_shape``
+        [N, C, H, W]; None when it recorded none (no mean/std)."""
+        if not d or not d.get("mean"):
+            return None
+        return cls(int(input_shape[1]), int(input_shape[2]), tuple(d["mean"]), tuple(d["std"]), d.get("resize"),
+                   d.get("pixel_scale", 1 / 255), d.get("source", "user"), d.get("kind", "mean_std"))
+
     def input_prior(self) -> tuple[float, float] | None:
         """The (mean, std) synthesis should pull its images to: None (ZeroQ's 0 and 1) for a
         normalising preprocessing; the middle and a quarter of the range for ``--input-range``."""

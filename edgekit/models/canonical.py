@@ -147,11 +147,14 @@ def run_batched(fn, x: torch.Tensor, chunk: int = 256, static_batch: int | None 
         outs = []
         for i in range(0, len(x), static_batch):
             part = x[i:i + static_batch]
-            n = len(part)
-            if n < static_batch:
-                part = torch.cat([part, part[-1:].expand(static_batch - n, *part.shape[1:])])
-            outs.append(fn(part)[:n])
+            outs.append(fn(pad_rows(part, static_batch))[:len(part)])
         return torch.cat(outs)
+
+
+def pad_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``x`` [k, ...] with k <= n filled up to ``n`` rows with copies of its last row (the batch
+    a static-batch program takes); ``x`` itself when it already has ``n`` rows."""
+    return x if len(x) >= n else torch.cat([x, x[-1:].expand(n - len(x), *x.shape[1:])])
 
 
 def canonicalize(model: torch.nn.Module | torch.export.ExportedProgram, example_input: torch.Tensor,

@@ -52,7 +52,7 @@ import threading
 import zlib
 from pathlib import Path, PurePosixPath
 
-from edgekit.errors import UserError
+from edgekit.errors import UserError, first_line, run_main
 from edgekit.profiling.job import JOB_FILE, JobSpec, normalize_runtime
 
 DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024  # bytes
@@ -150,7 +150,7 @@ def _members(path: Path, max_bytes: int):
             raise
         except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as e:
             raise ArchiveError(f"the archive is truncated or damaged ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:120] if str(e) else 'no detail'})") from None
+                               f"{first_line(e, 120, 'no detail')})") from None
 
 
 def _member_path(m: tarfile.TarInfo) -> PurePosixPath:
@@ -239,7 +239,7 @@ class WorkArea:
     At start-up, sibling ``agent-*`` folders whose lock can be taken belong to agents that are
     gone: they and their job folders are deleted (``swept``). Nothing else in WORK_DIR is touched."""
 
-    LOCK = ".lock"
+    LOCK = ".edgekit-agent.lock"  # a name no user folder holds by chance: only these folders are swept
 
     def __init__(self, work_dir: Path | None = None) -> None:
         base = Path(work_dir) if work_dir else default_work_dir()
@@ -600,13 +600,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path)
     ap.add_argument("--benchmark-model")
     a = ap.parse_args(argv)
-    try:
-        serve(a.host, a.port, a.token_file, int(a.max_upload_mb * 2**20), a.job_timeout,
-              a.work_dir, a.benchmark_model)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: serve(a.host, a.port, a.token_file, int(a.max_upload_mb * 2**20), a.job_timeout,
+                                  a.work_dir, a.benchmark_model))
 
 
 if __name__ == "__main__":

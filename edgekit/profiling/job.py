@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.bundle import inside, job_relative, read_manifest, verify  # noqa: F401  (re-exported)
-from edgekit.errors import UserError
+from edgekit.errors import UserError, run_main
 
 JOB_FILE = "job.json"
 MAX_RUNS = 1_000_000
@@ -251,13 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.deadline and hasattr(signal, "SIGALRM"):  # an orphan never runs on without a limit
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.alarm(max(1, math.ceil(a.deadline)))
-    try:
-        trace = run_job_dir(a.job_dir)
-        trace.save(a.out)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run_job_dir(a.job_dir).save(a.out))
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def with_rounded_weights(gm: fx.GraphModule, recipe: QuantRecipe) -> fx.GraphMod
     return gm
 
 
-_QDQ_NAMES = ("quantize_per", "dequantize_per", "choose_qparams")
+QDQ_OP_NAMES = ("quantize_per", "dequantize_per", "choose_qparams")  # quantize/dequantize op names contain these
 _NO_COMPUTE = ("getitem", "view", "reshape", "flatten", "squeeze", "permute", "transpose", "clone",
                "contiguous", "expand", "_assert", "sym_size", "slice", "select")
 
@@ -66,7 +66,7 @@ def float_ops(converted: fx.GraphModule) -> list[dict]:
     out = []
     for n in converted.graph.nodes:
         name = str(n.target)
-        if n.op != "call_function" or any(q in name for q in _QDQ_NAMES + _NO_COMPUTE):
+        if n.op != "call_function" or any(q in name for q in QDQ_OP_NAMES + _NO_COMPUTE):
             continue
         if n.meta.get("quantization_annotation") is None:
             out.append({"op": name.removeprefix("aten.").split(".")[0], "module": module_path(n)})

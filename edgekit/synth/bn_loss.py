@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from edgekit.models.canonical import BN_OPS, get_attr_tensor
+from edgekit.models.canonical import BN_OPS, get_attr_tensor, pad_rows
 
 
 class BNStatLoss(fx.Interpreter):
@@ -45,9 +45,7 @@ class BNStatLoss(fx.Interpreter):
         for i in range(0, len(x), b):
             part = x[i:i + b]
             n = len(part)
-            if n < b:  # pad to the program's batch; the padded rows are dropped below
-                part = torch.cat([part, part[-1:].expand(b - n, *part.shape[1:])])
-            out = self.run(part)
+            out = self.run(pad_rows(part, b))  # the padded rows are dropped below
             outs.append((out[0] if isinstance(out, (tuple, list)) else out)[:n])
             keep.append(n)
         self.last_output = torch.cat(outs)
