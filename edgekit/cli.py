@@ -99,7 +99,7 @@ def _scale(value: str | None) -> float | None:
 @click.option("--dataset", default=None, help="A named evaluation data set (default: the zoo model's).")
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None,
               help="Your evaluation data: a folder with one subfolder of images per class (classes.txt or "
-                   "class_index.json for the indices, else sorted names), or an .npz with images and labels.")
+                   "class_index.json for the indices, else sorted names), or an .npz with images (and labels for top-1).")
 @click.option("--eval-samples", type=int, default=None, help="Evaluate on the first N images only.")
 @click.option("--input-shape", default=None, help="N,C,H,W for package.module:factory models.")
 @click.option("--mean", default=None, help="The model's normalisation: mean per channel (or one value), "
@@ -159,7 +159,7 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
 @click.argument("bundle_or_artifact", type=click.Path(path_type=Path))
 @click.option("--dataset", default=None, help="A named evaluation data set (default: the bundle's).")
 @click.option("--eval-data", type=click.Path(path_type=Path), default=None,
-              help="Your evaluation data (class-per-folder images or an .npz with images and labels).")
+              help="Your evaluation data (class-per-folder images or an .npz with images, and labels for top-1).")
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
 @click.option("--no-progress", is_flag=True)

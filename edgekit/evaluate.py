@@ -24,8 +24,17 @@ def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels).float().mean())
 
 
-def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Fraction in [0, 1] of rows on which logits ``a`` and ``b`` (each [N, K]) pick the same class."""
+def is_class_scores(out: torch.Tensor) -> bool:
+    """Whether a model output is class scores [N, K >= 2], the only shape argmax agreement and
+    top-1 are defined on; any other output (a map, a sequence) is scored by SQNR alone."""
+    return out.dim() == 2 and out.shape[1] >= 2
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """Fraction in [0, 1] of rows on which logits ``a`` and ``b`` (each [N, K]) pick the same
+    class; None when the outputs are not class scores (:func:`is_class_scores`)."""
+    if not is_class_scores(a):
+        return None
     return float((a.argmax(1) == b.argmax(1)).float().mean())
 
 
@@ -81,13 +90,19 @@ def score(name: str, runtime: str, logits: torch.Tensor, labels: torch.Tensor | 
     """One ``evaluation.results[]`` entry (accuracies as fractions in [0, 1]); without labels,
     no top-1 (agreement and SQNR only)."""
     r = {"file": name, "runtime": runtime, "seconds": round(seconds, 2)}
+    if not is_class_scores(logits):
+        labels = None
+        r["output"] = f"{list(logits.shape[1:])} per input: not class scores, so SQNR only (no top-1, no agreement)"
     if labels is not None:
         r["top1"] = round(top1(logits, labels), 6)
     if sim is not None:
-        r["agreement_with_simulation"] = round(agreement(logits, sim), 6)
+        if is_class_scores(logits):
+            r["agreement_with_simulation"] = round(agreement(logits, sim), 6)
+        r["sqnr_db_vs_simulation"] = round(sqnr_db(sim, logits), 3)
         if labels is not None:
             r["simulation_top1"] = round(top1(sim, labels), 6)
     if fp32 is not None:
-        r["agreement_with_fp32"] = round(agreement(logits, fp32), 6)
+        if is_class_scores(logits):
+            r["agreement_with_fp32"] = round(agreement(logits, fp32), 6)
         r["sqnr_db_vs_fp32"] = round(sqnr_db(fp32, logits), 3)
     return r

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import os
 import platform
 import shutil
@@ -23,7 +24,7 @@ from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_prepr
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
 from edgekit.errors import UserError, first_line
-from edgekit.evaluate import float_logits, run_artifact, score, simulated_logits, top1
+from edgekit.evaluate import float_logits, is_class_scores, run_artifact, score, simulated_logits, top1
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
@@ -277,6 +278,11 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             evaluation = evaluate_bundle_parts(canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
                                                eval_set if eval_set is not None else dataset, eval_samples, progress)
             timings["evaluate_s"] = time.time() - t0
+            for r in evaluation["results"]:
+                if r.get("sqnr_db_vs_fp32", math.inf) < LOW_SQNR_DB:
+                    notes.append(f"{r['file']}: output SQNR {r['sqnr_db_vs_fp32']:.1f} dB against FP32 on "
+                                 f"{evaluation['dataset']}: it does not compute what the model computes; try "
+                                 "--calib with real images or another --target")
         timings["total_s"] = time.time() - t_all
         manifest = build_manifest(cfg, loaded, canonical, recipe, calib, [e for _, _, e in artifacts],
                                   evaluation, timings)
@@ -295,6 +301,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
     return RunResult(Path(out), manifest, timings)
 
 
+LOW_SQNR_DB = 10.0  # below this an artifact's output is mostly quantization noise: said in a note
 LATENCY_RUNS = 30  # timed runs per artifact for the int8-vs-fp32 check (warm-up: 5)
 
 
@@ -340,7 +347,8 @@ def evaluate_bundle_parts(canonical: CanonicalModel, recipe: QuantRecipe | None,
         logits, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
         results.append(score(Path(path).name, target.profile.runtime, logits, labels, fp32, sim, secs))
     return {"dataset": data.name, "data": data.describe, "num_samples": len(images),
-            "fp32_top1": round(top1(fp32, labels), 6) if labels is not None else None, "results": results}
+            "fp32_top1": round(top1(fp32, labels), 6) if labels is not None and is_class_scores(fp32) else None,
+            "results": results}
 
 
 def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe,

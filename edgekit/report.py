@@ -11,7 +11,7 @@ def evaluation_table(ev: dict | None) -> str:
     if not ev:
         return "no evaluation (no data for this model; give --eval-data PATH)"
     what = (ev.get("data") or {}).get("kind", "")
-    lines = [f"evaluation on {ev['dataset']}{f' ({what})' if what and what not in ev['dataset'] else ''} "
+    lines = [f"evaluation on {ev['dataset']}{f' ({what})' if what and what not in ev['dataset'] and not what.startswith('held-out') else ''} "
              f"({ev['num_samples']} images), fp32 top-1 {_pct(ev.get('fp32_top1'))}",
              f"{'artifact':16s} {'runtime':10s} {'top-1':>8s} {'sim top-1':>9s} {'agree sim':>9s} "
              f"{'agree fp32':>10s} {'SQNR dB':>8s} {'time s':>7s}"]

@@ -65,3 +65,31 @@ def test_data_free_without_bn_is_refused():
     c = canonicalize(no_bn(), torch.zeros(1, 1, 28, 28), "nobn")
     with pytest.raises(UserError, match="--calib"):
         distill(c, SynthConfig(num_samples=2, iterations=1), progress=False)
+
+
+class _ConverterStyle(torch.nn.Module):
+    """What ONNX converters emit: a hard-sigmoid as clip(x * a + b, 0, 1) and a hard-swish
+    divided by a constant tensor, plus a one-sided clamp that must stay as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.register_buffer("six", torch.tensor(6.0))
+
+    def forward(self, x):
+        y = self.conv(x)
+        y = y * torch.clip(y * 0.2 + 0.5, 0.0, 1.0)
+        y = y * torch.nn.functional.relu6(y + 3) / self.six
+        return torch.clamp(y, min=-1.0)
+
+
+def test_clamps_and_divisions_by_constants_become_quantizable_equivalents():
+    torch.manual_seed(0)
+    model = _ConverterStyle().eval()
+    x = torch.randn(2, 3, 8, 8)
+    c = canonicalize(model, x[:1])
+    targets = [str(n.target) for n in c.folded.graph.nodes if n.op == "call_function"]
+    assert "aten.clip.default" not in targets and "aten.div.Tensor" not in targets
+    assert targets.count("aten.hardtanh.default") == 2  # the clip and the relu6
+    assert "aten.clamp.default" in targets  # one-sided: left alone
+    assert torch.allclose(c.run(c.graph_module, x), model(x), atol=1e-6)

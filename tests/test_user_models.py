@@ -153,7 +153,8 @@ def test_bad_evaluation_data_is_refused_before_any_work(cli, static_pt2, tmp_pat
 def test_ops_a_target_cannot_quantize_stay_float_and_are_reported(cli, tmp_path):
     """Hard-swish, squeeze-excite (mean, sigmoid), pad, clamp and a concat: lowered anyway (the
     .pte used to be refused when XNNPACK left a mean outside its delegate), each artifact lists
-    its float and non-delegated ops, and its p50 latency is measured beside its fp32 twin's."""
+    its float and non-delegated ops, and its p50 latency is measured beside its fp32 twin's. The
+    clamp is rewritten to a hardtanh, which int8 backends run with its input's scale."""
     out = tmp_path / "b"
     p = cli("quantize", "tests.fixtures.models:mixed_ops", "--data-free", "--out", str(out), *SMALL)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -162,7 +163,8 @@ def test_ops_a_target_cannot_quantize_stay_float_and_are_reported(cli, tmp_path)
     pte, tfl = arts["model.pte"], arts["model.tflite"]
     assert pte["ops"]["ops_delegated"] < pte["ops"]["ops_total"]
     assert {"op": "aten.mean.dim", "module": ""} in pte["ops"]["not_delegated"]
-    assert {o["op"] for o in pte["ops"]["float_ops"]} >= {"hardswish", "sigmoid", "clamp"}
+    floats = {o["op"] for o in pte["ops"]["float_ops"]}
+    assert floats >= {"hardswish", "sigmoid"} and not floats & {"clamp", "hardtanh"}  # clamp became a shared-scale hardtanh
     assert {"op": "hardswish", "module": "act"} in tfl["ops"]["float_ops"]
     for a in (pte, tfl):
         assert a["latency_p50_ms"] > 0 and a["fp32_latency_p50_ms"] > 0
@@ -170,3 +172,27 @@ def test_ops_a_target_cannot_quantize_stay_float_and_are_reported(cli, tmp_path)
         if a.get("slower_than_fp32"):
             assert a["slow_ops"] and "slower than its fp32 twin" in p.stdout
     assert all(r["agreement_with_simulation"] == 1.0 for r in m["evaluation"]["results"])
+
+
+@pytest.mark.slow
+def test_a_non_square_model_with_a_map_output_and_constant_operands(cli, tmp_path):
+    """A 3x16x48 input (non-square), a multiply by a constant tensor (its observer takes the
+    constant's own range: the recipe used to have no entry for it), a probability map as output:
+    data-free quantization runs, and the evaluation on the user's unlabelled images records SQNR
+    against FP32 only (argmax agreement and top-1 mean nothing for a map), here and in eval."""
+    from tests.fixtures.models import text_map
+    pt2 = _save(text_map(), (torch.randn(1, 3, 16, 48),), tmp_path / "map.pt2")
+    np.savez(tmp_path / "ev.npz", images=np.random.default_rng(0).integers(0, 256, (4, 16, 48, 3), dtype=np.uint8))
+    out = tmp_path / "b"
+    p = cli("quantize", str(pt2), "--data-free", "--mean", "0.5", "--std", "0.5", "--eval-data",
+            str(tmp_path / "ev.npz"), "--target", "executorch-xnnpack", "--out", str(out), *SMALL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    ev = m["evaluation"]
+    assert ev["num_samples"] == 4 and ev["fp32_top1"] is None and "no labels" in ev["data"]["note"]
+    (r,) = ev["results"]
+    assert "agreement_with_fp32" not in r and "top1" not in r and "not class scores" in r["output"]
+    assert r["sqnr_db_vs_fp32"] > 15 and r["sqnr_db_vs_simulation"] > 25
+    p = cli("eval", str(out), "--eval-data", str(tmp_path / "ev.npz"), "--json", "--no-progress")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["results"][0]["sqnr_db_vs_fp32"] == pytest.approx(r["sqnr_db_vs_fp32"], abs=0.01)

@@ -84,13 +84,13 @@ def npz_arrays(path: Path) -> dict[str, np.ndarray]:
 def images_from_array(arr: np.ndarray, path: Path, pre: Preprocess, bounds=None) -> torch.Tensor:
     """Model inputs float32 [N, C, H, W] from uint8 images [N, H, W(, C)] / [N, C, H, W] (through
     ``pre``) or float model inputs [N, C, H, W] (checked by :func:`check_inputs`)."""
-    want = (pre.channels, pre.size, pre.size)
+    want = (pre.channels, *pre.hw)
     if arr.dtype == np.uint8:
         if arr.ndim == 3:
             arr = arr[..., None]
         elif arr.ndim == 4 and arr.shape[1] == pre.channels and arr.shape[-1] != pre.channels:
             arr = arr.transpose(0, 2, 3, 1)
-        if arr.ndim != 4 or arr.shape[1:] != (pre.size, pre.size, pre.channels):
+        if arr.ndim != 4 or arr.shape[1:] != (*pre.hw, pre.channels):
             raise UserError(f"{path}: images of shape {tuple(arr.shape[1:])}, the model takes "
                             f"{want} (C, H, W); give images of that size")
         if len(arr) == 0:

@@ -22,6 +22,7 @@ class Preprocess:
     """uint8 image -> float32 model input [C, H, W]: optional resize+centre crop, then
     x = (pixel * scale - mean) / std per channel (torchvision's convention with scale 1/255).
 
+    size, width: the input's height and width in pixels (width 0: square, size x size).
     resize: shorter side in pixels before the centre crop (None: the image must already be H x W).
     source: where it came from: "zoo" (the zoo entry), "user" (--mean/--std or --input-range),
     or "assumed" (nothing declared: pixels/255, said in one line where it matters).
@@ -34,6 +35,12 @@ class Preprocess:
     scale: float = 1 / 255
     source: str = "zoo"
     kind: str = "mean_std"  # "mean_std": inputs are normalised; "range": --input-range, not normalised
+    width: int = 0
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(height, width) of a model input in pixels."""
+        return self.size, self.width or self.size
 
     @classmethod
     def from_dict(cls, d: dict, input_shape) -> "Preprocess | None":
@@ -42,7 +49,8 @@ class Preprocess:
         if not d or not d.get("mean"):
             return None
         return cls(int(input_shape[1]), int(input_shape[2]), tuple(d["mean"]), tuple(d["std"]), d.get("resize"),
-                   d.get("pixel_scale", 1 / 255), d.get("source", "user"), d.get("kind", "mean_std"))
+                   d.get("pixel_scale", 1 / 255), d.get("source", "user"), d.get("kind", "mean_std"),
+                   int(input_shape[3]))
 
     def input_prior(self) -> tuple[float, float] | None:
         """The (mean, std) synthesis should pull its images to: None (ZeroQ's 0 and 1) for a
@@ -62,17 +70,18 @@ class Preprocess:
     def image(self, img: Image.Image) -> np.ndarray:
         """A PIL image -> uint8 [H, W, C]; raises UserError on a size mismatch without resize."""
         img = img.convert("L" if self.channels == 1 else "RGB")
+        th, tw = self.hw
         if self.resize:
             w, h = img.size
             s = self.resize / min(w, h)
-            img = img.resize((max(self.size, round(w * s)), max(self.size, round(h * s))), Image.BILINEAR)
+            img = img.resize((max(tw, round(w * s)), max(th, round(h * s))), Image.BILINEAR)
             w, h = img.size
-            left, top = (w - self.size) // 2, (h - self.size) // 2
-            img = img.crop((left, top, left + self.size, top + self.size))
-        elif img.size != (self.size, self.size):
-            raise UserError(f"image of {img.size[0]}x{img.size[1]} pixels: the model takes "
-                            f"{self.size}x{self.size}; give images of that size")
-        return np.asarray(img, dtype=np.uint8).reshape(self.size, self.size, self.channels)
+            left, top = (w - tw) // 2, (h - th) // 2
+            img = img.crop((left, top, left + tw, top + th))
+        elif img.size != (tw, th):
+            raise UserError(f"image of {img.size[0]}x{img.size[1]} pixels (WxH): the model takes "
+                            f"{tw}x{th}; give images of that size")
+        return np.asarray(img, dtype=np.uint8).reshape(th, tw, self.channels)
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel (lo, hi) float32 [C] of a normalised input: pixel 0 and pixel 255."""
@@ -112,7 +121,7 @@ def declared_preprocess(input_shape: tuple[int, ...], mean=None, std=None, scale
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise UserError(f"--input-range {lo:g},{hi:g}: give LO,HI with LO < HI")
         mean, std = (-lo / (hi - lo),) * c, (1.0 / (hi - lo),) * c
-        return Preprocess(c, h, mean, std, None, 1 / 255, "user", "range") if h == w else _non_square(h, w)
+        return Preprocess(c, h, mean, std, None, 1 / 255, "user", "range", w)
     if mean is None:
         return None
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
@@ -122,18 +131,13 @@ def declared_preprocess(input_shape: tuple[int, ...], mean=None, std=None, scale
     if not all(math.isfinite(v) for v in mean + std) or not all(v > 0 for v in std):
         raise UserError("--mean must be finite and --std positive")
     mean, std = mean * (c // len(mean)), std * (c // len(std))
-    return Preprocess(c, h, mean, std, None, scale, "user") if h == w else _non_square(h, w)
-
-
-def _non_square(h: int, w: int):
-    raise UserError(f"the model takes {h}x{w} inputs; image preprocessing supports square inputs only: "
-                    "give float32 model inputs in an .npz instead")
+    return Preprocess(c, h, mean, std, None, scale, "user", width=w)
 
 
 def assumed_preprocess(input_shape: tuple[int, ...]) -> Preprocess:
     """What edgekit assumes to turn images into inputs when nothing was declared: pixels/255."""
-    c, h = int(input_shape[1]), int(input_shape[2])
-    return Preprocess(c, h, (0.0,) * c, (1.0,) * c, None, 1 / 255, "assumed")
+    c, h, w = int(input_shape[1]), int(input_shape[2]), int(input_shape[3])
+    return Preprocess(c, h, (0.0,) * c, (1.0,) * c, None, 1 / 255, "assumed", width=w)
 
 
 def foolbox_photos() -> tuple[list[Path], list[int]]:

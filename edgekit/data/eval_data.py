@@ -4,7 +4,8 @@ Folder: one subfolder per class holding its images (any depth); class indices fr
 ``classes.txt`` (one class name per line, line i = index i) or ``class_index.json`` (a list of
 names, or ``{name: index}``) at the top, else the sorted subfolder names (torchvision's
 ImageFolder rule). ``.npz``: ``images`` (uint8 [N, H, W(, C)] or float32 model inputs
-[N, C, H, W]) and ``labels`` (integers [N]). Images become inputs through the model's declared
+[N, C, H, W]) and ``labels`` (integers [N]); without ``labels`` (a model whose output is not a
+class: a detection map, a text sequence) FP32 is the only reference. Images become inputs through the model's declared
 preprocessing; nothing is inferred from a shape.
 """
 from __future__ import annotations
@@ -95,9 +96,12 @@ def load_eval_data(path: str | Path, pre: Preprocess, limit: int | None = None,
     if p.suffix != ".npz":
         raise UserError(f"--eval-data {p} is neither a folder nor an .npz file")
     arrays = npz_arrays(p)
-    if "images" not in arrays or "labels" not in arrays:
-        raise UserError(f"{p} must hold the arrays 'images' and 'labels' (it has {', '.join(sorted(arrays)) or 'none'})")
+    if "images" not in arrays:
+        raise UserError(f"{p} must hold the array 'images' (and 'labels' for top-1; it has {', '.join(sorted(arrays)) or 'none'})")
     images = images_from_array(arrays["images"], p, pre, bounds)
+    if "labels" not in arrays:  # a model whose output is not a class (a map, a sequence): FP32 is the reference
+        return EvalData(images[:limit], None, {"kind": "npz", "name": p.name, "path": str(p),
+                                               "note": "no labels: agreement and SQNR against FP32 only"})
     labels = arrays["labels"]
     if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
         raise UserError(f"{p}: 'labels' must be integers [N] with N = {len(images)} images (it is "

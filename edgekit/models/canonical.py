@@ -3,14 +3,16 @@
 ``canonicalize`` exports the model with ``torch.export``, records each BatchNorm layer's
 affine parameters (beta, gamma: the per-channel mean and std of its output when its input
 matches the running statistics), folds BN into the preceding conv with torchao's
-``_fuse_conv_bn_`` (whitepaper Sec. 3.2, "batch norm folding"), and re-exports. Node names of
-the folded graph are stable across ``torch.export.save``/``load``, so recipes key on them.
+``_fuse_conv_bn_`` (whitepaper Sec. 3.2, "batch norm folding"), rewrites two exact
+equivalents into the forms int8 backends quantize (``quantizable_forms``), and re-exports. Node
+names of the folded graph are stable across ``torch.export.save``/``load``, so recipes key on them.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -157,6 +159,48 @@ def pad_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     return x if len(x) >= n else torch.cat([x, x[-1:].expand(n - len(x), *x.shape[1:])])
 
 
+def _scalar(gm: fx.GraphModule, a) -> float | None:
+    """The value of ``a`` when it is a number or a one-element constant tensor, else None."""
+    if isinstance(a, (int, float)) and not isinstance(a, bool):
+        return float(a)
+    if isinstance(a, fx.Node) and a.op == "get_attr":
+        t = get_attr_tensor(gm, a)
+        if t.numel() == 1 and t.is_floating_point():
+            return float(t)
+    return None
+
+
+def quantizable_forms(gm: fx.GraphModule) -> int:
+    """Rewrite, in place, ops int8 backends leave float into exact equivalents they quantize:
+    ``clamp``/``clip`` with both bounds and ``relu6`` -> ``hardtanh`` (a clamp that shares its input's scale
+    and zero point in XNNPACK, TFLite and QNN), and division by a constant c -> multiplication
+    by 1/c (a quantized mul; a converter's hard-swish ``x * relu6(x + 3) / 6``). A float op
+    between int8 ops costs a dequantize and a quantize, which can make an int8 model slower than
+    its fp32 twin (issue 9, part 4). Returns the number of nodes rewritten."""
+    clamps = {torch.ops.aten.clamp.default, torch.ops.aten.clip.default}
+    n = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target == torch.ops.aten.relu6.default and len(node.args) == 1:
+            node.target, node.args = torch.ops.aten.hardtanh.default, (node.args[0], 0.0, 6.0)
+            n += 1
+        elif node.target in clamps and len(node.args) == 3 and not node.kwargs:
+            lo, hi = node.args[1], node.args[2]
+            if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo < hi:
+                node.target, node.args = torch.ops.aten.hardtanh.default, (node.args[0], float(lo), float(hi))
+                n += 1
+        elif node.target == torch.ops.aten.div.Tensor and len(node.args) == 2 and not node.kwargs:
+            c = _scalar(gm, node.args[1])
+            if c is not None and c != 0 and math.isfinite(1.0 / c):
+                node.target, node.args = torch.ops.aten.mul.Tensor, (node.args[0], 1.0 / c)
+                n += 1
+    if n:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return n
+
+
 def canonicalize(model: torch.nn.Module | torch.export.ExportedProgram, example_input: torch.Tensor,
                  name: str = "model") -> CanonicalModel:
     """Export ``model`` (or take an ExportedProgram), fold BN, re-export.
@@ -175,6 +219,7 @@ def canonicalize(model: torch.nn.Module | torch.export.ExportedProgram, example_
     bn_stats, num_bn = _bn_output_stats(unfolded)
     folded_gm = copy.deepcopy(unfolded)
     _fuse_conv_bn_(folded_gm)
+    quantizable_forms(folded_gm)
     if batch is None:
         folded, batch = _export_batch_polymorphic(folded_gm, example_input)
     else:

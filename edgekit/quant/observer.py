@@ -3,7 +3,9 @@ returning the recipe's scale and zero point for the tensor it observes.
 
 A target's PT2E quantizer decides *where* tensors are quantized (its fusion patterns); the
 recipe decides *how*. A tensor the quantizer wants quantized but the recipe lacks raises an
-error naming it.
+error naming it. A constant operand that is not a conv/linear weight (the slope of a
+hard-sigmoid written as ``x * c`` by a converter, a learned scale) is not in the recipe: its
+observer sees the constant itself, so its range is exact.
 """
 from __future__ import annotations
 
@@ -54,7 +56,13 @@ def load_recipe_into(prepared: fx.GraphModule, recipe: QuantRecipe) -> None:
         if src.op == "get_attr":
             consumer = next(u for u in n.users)
             entry = recipe.layers.get(consumer.name)
-            tq = entry.weight if entry else None
+            if entry is None:  # a constant operand, not a layer's weight: observe its value
+                value = prepared
+                for part in src.target.split("."):
+                    value = getattr(value, part)
+                obs(value.detach())
+                continue
+            tq = entry.weight
             what = f"weight of {consumer.name}"
         else:
             entry = recipe.activations.get(src.name)

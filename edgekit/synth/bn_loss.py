@@ -62,15 +62,16 @@ class BNStatLoss(fx.Interpreter):
 
 class ClassPrior:
     """Cross-entropy of the logits toward one random class per image, drawn at first use and kept
-    for the batch (the class prior of GDFQ, Xu et al. 2020, Sec. 3.2); weight 0 turns it off."""
+    for the batch (the class prior of GDFQ, Xu et al. 2020, Sec. 3.2); weight 0 turns it off, and
+    it is off for outputs that are not class scores [n, K >= 2] (a detection map, a sequence)."""
 
     def __init__(self, weight: float, n: int, generator: torch.Generator) -> None:
         self.weight, self.n, self.generator = weight, n, generator
         self.labels: torch.Tensor | None = None
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        """weight * CE(logits [n, K], labels [n]) as a scalar (0 when the weight is 0)."""
-        if self.weight <= 0:
+        """weight * CE(logits [n, K], labels [n]) as a scalar (0 when off)."""
+        if self.weight <= 0 or logits.dim() != 2 or logits.shape[1] < 2:
             return logits.new_zeros(())
         if self.labels is None:
             self.labels = torch.randint(0, logits.shape[1], (self.n,), generator=self.generator)
