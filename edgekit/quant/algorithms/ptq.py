@@ -54,6 +54,7 @@ def calibrate(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSou
         elif name in analytic:  # union: never narrower than the data or the BN statistics say
             lo, hi = min(lo, analytic[name][0]), max(hi, analytic[name][1])
         ranges[name] = (lo, hi)
+    clip_ranges_to_consumers(gm, ranges)
     share_ranges_through_data_movement(gm, ranges)
     for name, aq in recipe.activations.items():
         fill_affine(aq.quant, *ranges[name])
@@ -70,6 +71,28 @@ DATA_MOVEMENT_OPS = {
     torch.ops.aten.transpose.int, torch.ops.aten.clone.default, torch.ops.aten.contiguous.default,
     torch.ops.aten.max_pool2d.default, torch.ops.aten.slice.Tensor, torch.ops.aten.select.int,
 }
+
+
+def clip_ranges_to_consumers(gm, ranges: dict[str, tuple[float, float]]) -> None:
+    """A tensor whose every consumer is the same clamp (``hardtanh(lo, hi)``: ReLU6, a converter's
+    clip) only ever matters inside [lo, hi]: its range and the clamp's become their intersection
+    (kept to include 0), so the int8 grid is not spent on values the clamp removes. Exact: the
+    quantizer's own clamp at the range's ends does what the hardtanh does (the fused
+    activation range of TFLite's conv + ReLU6). Changes ``ranges`` in place."""
+    for n in gm.graph.nodes:
+        if n.name not in ranges or not n.users:
+            continue
+        bounds = {(float(u.args[1]), float(u.args[2])) if u.op == "call_function" and
+                  u.target == torch.ops.aten.hardtanh.default and len(u.args) == 3 else None for u in n.users}
+        if len(bounds) != 1 or None in bounds:
+            continue
+        (blo, bhi), (lo, hi) = bounds.pop(), ranges[n.name]
+        lo, hi = min(max(lo, blo), 0.0), max(min(hi, bhi), 0.0)
+        if hi > lo:
+            ranges[n.name] = (lo, hi)
+            for u in n.users:
+                if u.name in ranges:
+                    ranges[u.name] = (lo, hi)
 
 
 def share_ranges_through_data_movement(gm, ranges: dict[str, tuple[float, float]]) -> None:
