@@ -4,8 +4,9 @@ returning the recipe's scale and zero point for the tensor it observes.
 A target's PT2E quantizer decides *where* tensors are quantized (its fusion patterns); the
 recipe decides *how*. A tensor the quantizer wants quantized but the recipe lacks raises an
 error naming it. A constant operand that is not a conv/linear weight (the slope of a
-hard-sigmoid written as ``x * c`` by a converter, a learned scale) is not in the recipe: its
-observer sees the constant itself, so its range is exact.
+hard-sigmoid written as ``x * c`` by a converter, a learned scale; also the weight of a
+transposed conv, which recipes do not cover yet) is not in the recipe: the target's own observer
+sees the constant itself, so its range is exact.
 """
 from __future__ import annotations
 
