@@ -79,8 +79,8 @@ class Preprocess:
             left, top = (w - tw) // 2, (h - th) // 2
             img = img.crop((left, top, left + tw, top + th))
         elif img.size != (tw, th):
-            raise UserError(f"image of {img.size[0]}x{img.size[1]} pixels (WxH): the model takes "
-                            f"{tw}x{th}; give images of that size")
+            raise UserError(f"image of {img.size[0]}x{img.size[1]} pixels: the model takes "
+                            f"{tw}x{th} (width x height); give images of that size")
         return np.asarray(img, dtype=np.uint8).reshape(th, tw, self.channels)
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
