@@ -14,6 +14,7 @@ import torch
 from torch import fx
 from torchao.quantization.pt2e.observer import ObserverBase
 
+from edgekit.models.canonical import get_attr_tensor
 from edgekit.quant.recipe import QuantRecipe, TensorQuant
 
 
@@ -58,10 +59,7 @@ def load_recipe_into(prepared: fx.GraphModule, recipe: QuantRecipe) -> None:
             consumer = next(u for u in n.users)
             entry = recipe.layers.get(consumer.name)
             if entry is None:  # a constant operand, not a layer's weight: observe its value
-                value = prepared
-                for part in src.target.split("."):
-                    value = getattr(value, part)
-                obs(value.detach())
+                obs(get_attr_tensor(prepared, src).detach())
                 continue
             tq = entry.weight
             what = f"weight of {consumer.name}"
