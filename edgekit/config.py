@@ -82,6 +82,11 @@ class QuantConfig:
     bn_ranges: str = "off"
     bn_range_sigmas: float = 4.0
     bn_folding: bool = True
+    # DFQ (Nagel et al. 2019): range equalization into depthwise convs and bias correction,
+    # applied by the calibration of ptq/zeroq (edgekit.quant.equalize, .bias_correction)
+    equalize: bool = False
+    bias_correction: bool = False
+    output_range_margin: float = 1.0  # the model outputs' ranges times this (ptq.widen_output_ranges)
     # Genie-M block reconstruction (edgekit.quant.algorithms.genie): Adam steps per block, batch
     # size, QDrop probability, AdaRound regulariser weight, Adam learning rates of the rounding
     # variables and of the (log) step sizes, first/last layer kept at 8 bits.

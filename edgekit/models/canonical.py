@@ -87,6 +87,19 @@ def get_attr_tensor(gm: fx.GraphModule, node: fx.Node) -> torch.Tensor:
     return obj
 
 
+def set_attr_tensor(gm: fx.GraphModule, node: fx.Node, value: torch.Tensor) -> None:
+    """Point the ``get_attr`` node at a new tensor ``value`` (cast to the old one's dtype; a
+    Parameter stays a Parameter). A new tensor, not an in-place copy: the GraphModule may share
+    storage with its ExportedProgram. Raises ValueError when the shapes differ."""
+    old = get_attr_tensor(gm, node)
+    if tuple(value.shape) != tuple(old.shape):
+        raise ValueError(f"{node.target} has shape {tuple(old.shape)}, the new value {tuple(value.shape)}")
+    owner_path, _, attr = node.target.rpartition(".")
+    owner = gm.get_submodule(owner_path) if owner_path else gm
+    new = value.detach().to(old.dtype)
+    setattr(owner, attr, torch.nn.Parameter(new, requires_grad=False) if isinstance(old, torch.nn.Parameter) else new)
+
+
 def _bn_output_stats(gm: fx.GraphModule) -> tuple[dict[str, BNStats], int]:
     stats: dict[str, BNStats] = {}
     count = 0

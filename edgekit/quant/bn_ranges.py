@@ -54,7 +54,8 @@ def clipped_gaussian_moments(mean: torch.Tensor, std: torch.Tensor, a: float, b:
     return e1, torch.sqrt((e2 - e1 ** 2).clamp_min(0))
 
 
-def _clip_bounds(n: fx.Node) -> tuple[float, float] | None:
+def clip_bounds(n: fx.Node) -> tuple[float, float] | None:
+    """(lo, hi) of a ReLU (0, inf) or hardtanh node (ReLU6: 0, 6); None for any other node."""
     t = str(n.target)
     if t in ("aten.relu.default", "aten.relu_.default"):
         return 0.0, math.inf
@@ -82,7 +83,7 @@ def analytic_ranges(gm: fx.GraphModule, bn_stats: dict[str, BNStats], sigmas: fl
         if n.op != "call_function":
             continue
         srcs = [a for a in n.args if isinstance(a, fx.Node)]
-        bounds = _clip_bounds(n)
+        bounds = clip_bounds(n)
         if bounds is not None and srcs and srcs[0].name in stats:
             m, s, _, _ = stats[srcs[0].name]
             cm, cs = clipped_gaussian_moments(m, s, *bounds)

@@ -5,7 +5,12 @@ import torch
 
 from edgekit.quant.recipe import TensorQuant
 
-EPS = 2.0 ** -12  # smallest scale, as torchao's observers use for these targets
+EPS = 2.0 ** -12  # smallest activation scale, as torchao's XNNPACK observers use
+# smallest weight scale. Not EPS: a BN-folded channel with a tiny gain (max |w| < 127 * 2^-12 =
+# 0.031; 9 of 32 in MobileNetV2's first conv) would be rounded to a few levels. Weight scales
+# are per layer and never share a grid with activations, so float32's epsilon (torch's default
+# observer eps) is the only floor needed.
+WEIGHT_EPS = float(torch.finfo(torch.float32).eps)
 
 
 def fill_affine(tq: TensorQuant, lo: float, hi: float) -> TensorQuant:
@@ -31,10 +36,18 @@ def fill_weight(tq: TensorQuant, w: torch.Tensor) -> TensorQuant:
         amax = w.detach().abs().flatten(1).amax(1)
     else:
         amax = w.detach().abs().max().reshape(1)
-    scale = torch.clamp(amax / tq.quant_max, min=EPS)
+    scale = torch.clamp(amax / tq.quant_max, min=WEIGHT_EPS)
     tq.scale = scale.tolist()
     tq.zero_point = [0] * len(tq.scale)
     return tq
+
+
+def rounded_integers(w: torch.Tensor, tq: TensorQuant) -> torch.Tensor:
+    """Round-to-nearest integers int8 (shaped like ``w``) of weight ``w`` with the filled ``tq``."""
+    scale = tq.scale_tensor()
+    if tq.granularity == "per_channel":
+        scale = scale.view(-1, *([1] * (w.dim() - 1)))
+    return torch.clamp(torch.round(w.detach().float() / scale), tq.quant_min, tq.quant_max).to(torch.int8)
 
 
 def fake_quant(x: torch.Tensor, tq: TensorQuant) -> torch.Tensor:

@@ -20,6 +20,7 @@ from edgekit.models.canonical import WEIGHTED_OPS, module_path
 
 RECIPE_VERSION = 1
 ROUNDED_SUFFIX = ".weights.npz"
+BIAS_KEY = "bias/"  # corrected biases' keys in the .npz
 
 
 def rounded_path(recipe_path: Path) -> Path:
@@ -94,6 +95,9 @@ class QuantRecipe:
     # folded weight, within the layer's [quant_min, quant_max]. The deployed weight is
     # int_weight * scale. Saved beside recipe.json as ROUNDED_SUFFIX (.npz), not in the JSON.
     rounded_weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Float32 biases [C_out] that replace a layer's folded bias (bias correction): node -> tensor.
+    # Saved in the same .npz as "bias/<node>".
+    biases: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def filled(self) -> bool:
@@ -103,7 +107,9 @@ class QuantRecipe:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("rounded_weights")
+        d.pop("biases")
         d["rounded_weights"] = sorted(self.rounded_weights)
+        d["biases"] = sorted(self.biases)
         return d
 
     @classmethod
@@ -115,23 +121,28 @@ class QuantRecipe:
                    {k: ActQuant(v["module"], TensorQuant(**v["quant"])) for k, v in d["activations"].items()})
 
     def save(self, path: Path) -> None:
-        """Write the JSON to ``path`` and, when there are rounded weights, ``path``.npz beside it."""
+        """Write the JSON to ``path`` and, when there are rounded weights or corrected biases,
+        ``path``.npz beside it."""
         Path(path).write_text(json.dumps(self.to_dict()))
-        if self.rounded_weights:
-            np.savez_compressed(rounded_path(path), **{k: v.to(torch.int8).numpy() for k, v in self.rounded_weights.items()})
+        if self.rounded_weights or self.biases:
+            arrays = {k: v.to(torch.int8).numpy() for k, v in self.rounded_weights.items()}
+            arrays.update({BIAS_KEY + k: v.float().numpy() for k, v in self.biases.items()})
+            np.savez_compressed(rounded_path(path), **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "QuantRecipe":
-        """Read a recipe written by ``save``; raises ValueError when its rounded weights are missing."""
+        """Read a recipe written by ``save``; raises ValueError when its rounded weights or
+        corrected biases are missing."""
         d = json.loads(Path(path).read_text())
         recipe = cls.from_dict(d)
-        names = d.get("rounded_weights") or []
-        if names:
+        names, biases = d.get("rounded_weights") or [], d.get("biases") or []
+        if names or biases:
             npz = rounded_path(path)
             if not npz.exists():
-                raise ValueError(f"{path} refers to rounded weights but {npz.name} is missing")
+                raise ValueError(f"{path} refers to rounded weights or biases but {npz.name} is missing")
             with np.load(npz) as z:
                 recipe.rounded_weights = {k: torch.from_numpy(z[k].astype(np.int8)) for k in names}
+                recipe.biases = {k: torch.from_numpy(z[BIAS_KEY + k].astype(np.float32)) for k in biases}
         return recipe
 
     def layer_bits(self) -> dict[str, int]:

@@ -8,7 +8,7 @@ from torch import fx
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from torchao.quantization.pt2e.quantizer import Quantizer
 
-from edgekit.models.canonical import CanonicalModel, get_attr_tensor, run_batched  # noqa: F401  (re-exported)
+from edgekit.models.canonical import CanonicalModel, get_attr_tensor, run_batched, set_attr_tensor  # noqa: F401  (re-exported)
 from edgekit.quant.observer import load_recipe_into
 from edgekit.quant.recipe import QuantRecipe
 
@@ -28,13 +28,16 @@ def quantize_with_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantiz
 @torch.no_grad()
 def with_rounded_weights(gm: fx.GraphModule, recipe: QuantRecipe) -> fx.GraphModule:
     """Write ``int_weight * scale`` into the weight of every layer the recipe has rounded weights
-    for (so the target's quantize op reproduces exactly those integers); returns ``gm``.
+    for (so the target's quantize op reproduces exactly those integers), and the recipe's
+    corrected biases into their layers; returns ``gm``.
 
-    Raises ValueError when a rounded weight's shape differs from the layer's weight.
+    Raises ValueError when a rounded weight's or a bias's shape differs from the layer's.
     """
-    if not recipe.rounded_weights:
+    if not recipe.rounded_weights and not recipe.biases:
         return gm
     nodes = {n.name: n for n in gm.graph.nodes}
+    for name, b in recipe.biases.items():
+        set_attr_tensor(gm, nodes[name].args[2], b)
     for name, q in recipe.rounded_weights.items():
         tq = recipe.layers[name].weight
         w = get_attr_tensor(gm, nodes[name].args[1])
@@ -43,11 +46,7 @@ def with_rounded_weights(gm: fx.GraphModule, recipe: QuantRecipe) -> fx.GraphMod
         scale = tq.scale_tensor()
         if tq.granularity == "per_channel":
             scale = scale.view(-1, *([1] * (w.dim() - 1)))
-        # a new tensor, not an in-place copy: the module may share storage with the program
-        owner_path, _, attr = nodes[name].args[1].target.rpartition(".")
-        owner = gm.get_submodule(owner_path) if owner_path else gm
-        new = (q.float() * scale).to(w.dtype)
-        setattr(owner, attr, torch.nn.Parameter(new, requires_grad=False) if isinstance(w, torch.nn.Parameter) else new)
+        set_attr_tensor(gm, nodes[name].args[1], q.float() * scale)
     return gm
 
 
