@@ -1,7 +1,7 @@
 """Fashion-MNIST (Xiao et al. 2017, MIT licence) in the IDX format.
 
-The 10,000-image test split ships in ``calibration/fashion-mnist/`` so evaluation needs no
-install; the 60,000-image training split comes from Debian's ``dataset-fashion-mnist``
+The 10,000-image test split ships in ``calibration/fashion-mnist/`` (in the wheel:
+``edgekit/calibration/fashion-mnist/``) so evaluation needs no install; the 60,000-image training split comes from Debian's ``dataset-fashion-mnist``
 package (``/usr/share/datasets/fashion-mnist``) and is only needed to train the reference
 model or to calibrate on real training images.
 """
@@ -18,7 +18,10 @@ STD = 0.3530
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "calibration" / "fashion-mnist"
+_PKG = Path(__file__).resolve().parents[1]
+# the source tree's calibration/, or the copy packaged in the wheel (pyproject's package-dir)
+SHIPPED_DIR = next((d for d in (_PKG.parent / "calibration" / "fashion-mnist", _PKG / "calibration" / "fashion-mnist")
+                    if d.is_dir()), _PKG.parent / "calibration" / "fashion-mnist")
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
