@@ -30,9 +30,11 @@ demo: $(STAMP)
 	$(BIN)/edgekit quantize --data-free --out $(OUT)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -rs
 
 test-fast: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -rs -m "not slow"
 
 bench: $(STAMP)

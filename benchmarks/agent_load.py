@@ -64,7 +64,7 @@ def _slow_upload(url: str, token: str, body: bytes, seconds: float, pieces: int 
 
 def run_load(clients: int, jobs: int, slow: int, runs: int, slow_seconds: float, work: Path) -> dict:
     """Run the load test with a fresh agent and the tiny bundle under ``work``; returns figures."""
-    from edgekit.profiling.job import resolve
+    from edgekit.profiling.spec import resolve
     from edgekit.profiling.transports import job_spec_for, make_transport, pack_job
     from tests.profiling.conftest import AgentProc, build_tiny_bundle
 

@@ -38,7 +38,7 @@ def fp32_artifacts(bundle: Path, out: Path) -> dict[str, Path]:
 
 
 def profile(path: Path, warmup: int, runs: int, trace_ops: bool = True):
-    from edgekit.profiling.job import resolve
+    from edgekit.profiling.spec import resolve
     from edgekit.profiling.transports import job_spec_for, make_transport
 
     art = resolve(path)

@@ -96,7 +96,7 @@ def _pte_outputs(path: Path, x: torch.Tensor) -> torch.Tensor:
 
 
 def _p50(path: Path) -> float:
-    from edgekit.profiling.job import JobSpec
+    from edgekit.profiling.spec import JobSpec
     from edgekit.profiling.runners import run_spec
     return run_spec(JobSpec(artifact=path.name, runtime="executorch", warmup_runs=10, runs=50, trace_ops=False),
                     base=path.parent).latency["p50"]

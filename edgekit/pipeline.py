@@ -310,7 +310,7 @@ def latency_vs_fp32(path: Path, fp32_dir: Path, runtime: str, ops: dict) -> dict
     at ``path`` and of its FP32 twin in ``fp32_dir``, and their ratio. When the int8 artifact is
     the slower one, ``slower_than_fp32`` is set and ``slow_ops`` names the ops that can cost it
     (left outside the delegate, or left in float by the quantizer). Empty for the simulation."""
-    from edgekit.profiling.job import JobSpec
+    from edgekit.profiling.spec import JobSpec
     from edgekit.profiling.runners import run_spec
 
     twin = next(fp32_dir.glob(f"fp32{path.suffix}"), None)

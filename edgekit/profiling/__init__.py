@@ -1,6 +1,6 @@
 """On-device profiling: runners per runtime, transports (local, http agent, ssh, adb), traces.
 
-Entry points: :func:`edgekit.profiling.job.resolve` (BUNDLE_OR_ARTIFACT -> artifact),
+Entry points: :func:`edgekit.profiling.spec.resolve` (BUNDLE_OR_ARTIFACT -> artifact),
 :func:`edgekit.profiling.transports.make_transport` (``--device`` -> Transport),
 :class:`edgekit.profiling.trace.Trace` (the result), :func:`edgekit.profiling.cli.register`
 (the click commands). Submodules import their runtimes lazily, so importing this package is cheap.

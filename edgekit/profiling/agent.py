@@ -53,7 +53,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from edgekit.errors import UserError, first_line, run_main
-from edgekit.profiling.job import JOB_FILE, JobSpec, normalize_runtime
+from edgekit.profiling.spec import JOB_FILE, JobSpec, normalize_runtime
 
 DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024  # bytes
 DEFAULT_JOB_TIMEOUT = 600.0  # s
@@ -356,7 +356,7 @@ class Agent:
         import platform
         import socket
 
-        from edgekit.profiling.runners import available_runtimes
+        from edgekit.profiling.measure import available_runtimes
 
         return {"agent": "edgekit", "api": 1, "hostname": socket.gethostname(),
                 "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
@@ -410,7 +410,7 @@ class Agent:
 
     def _run_job(self, job_dir: Path) -> dict:
         from edgekit.artifacts import check_artifact
-        from edgekit.profiling.runners import RUNTIME_PACKAGES, available_runtimes
+        from edgekit.profiling.measure import RUNTIME_PACKAGES, available_runtimes
 
         files = job_dir / FILES
         files.mkdir()

@@ -64,7 +64,7 @@ def profile_cmd(bundle_or_artifact, device, runtime, warmup_runs, runs, threads,
                 remote_python, adb_path, runner_binary, benchmark_model):
     """Profile BUNDLE_OR_ARTIFACT (a bundle directory or a .pte/.tflite/.onnx file) on a device
     and print latency p50/p90 and the top operators with their modules."""
-    from edgekit.profiling.job import resolve
+    from edgekit.profiling.spec import resolve
     from edgekit.profiling.transports import job_spec_for, make_transport
 
     if runs < 1:

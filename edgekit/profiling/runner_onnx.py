@@ -88,7 +88,7 @@ def run(path: Path, spec, metadata: dict[str, Any]) -> Trace:
     """Profile an .onnx on onnxruntime's CPU provider: wall-clock latency per ``session.run``
     (ms) and, with ``spec.trace_ops``, per-node kernel times from the profiler. Raises UserError
     for a corrupted model or when onnxruntime is missing."""
-    from edgekit.profiling.runners import make_input, missing_runtime, timed_loop
+    from edgekit.profiling.measure import make_input, missing_runtime, timed_loop
 
     try:
         import onnxruntime as ort

@@ -282,7 +282,7 @@ def events_from_etdump(etdump: Path, etrecord: Path | None, pte: Path, runs: int
 
 # ---- runner -----------------------------------------------------------------------------------
 def _runtime():
-    from edgekit.profiling.runners import missing_runtime
+    from edgekit.profiling.measure import missing_runtime
 
     try:
         from executorch.runtime import Runtime
@@ -327,7 +327,7 @@ def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None
     is not installed."""
     import torch
 
-    from edgekit.profiling.runners import interleaved_loops, make_input, timed_loop
+    from edgekit.profiling.measure import interleaved_loops, make_input, timed_loop
 
     if spec.threads:
         try:

@@ -50,7 +50,7 @@ def interpreter_class():
             from tflite_runtime.interpreter import Interpreter  # type: ignore
             return Interpreter, _version("tflite-runtime")
         except ImportError:
-            from edgekit.profiling.runners import missing_runtime
+            from edgekit.profiling.measure import missing_runtime
             raise missing_runtime("litert", e) from None
 
 
@@ -267,7 +267,7 @@ def run(path: Path, spec, metadata: dict[str, Any]) -> Trace:
     ``spec.warmup_runs``. With ``spec.extra["benchmark_model"]`` (a binary on this machine),
     per-operator events come from its op-profiling CSV. Raises UserError for a corrupted file or
     a missing runtime."""
-    from edgekit.profiling.runners import make_input, timed_loop
+    from edgekit.profiling.measure import make_input, timed_loop
 
     it, ver = load(path, spec.threads)
     inp = it.get_input_details()

@@ -36,7 +36,7 @@ from typing import Any
 
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.errors import UserError
-from edgekit.profiling.job import JOB_FILE, JobSpec, ResolvedArtifact, verify
+from edgekit.profiling.spec import JOB_FILE, JobSpec, ResolvedArtifact, verify
 from edgekit.profiling.trace import Trace
 from edgekit.registry import TRANSPORTS
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.errors import UserError
-from edgekit.profiling.job import resolve
+from edgekit.profiling.spec import resolve
 from edgekit.profiling.transports import job_spec_for, make_transport
 
 from .conftest import ROOT, run_cli

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from edgekit.profiling.job import resolve
+from edgekit.profiling.spec import resolve
 from edgekit.profiling.trace import same_structure
 from edgekit.profiling.transports import TransportError, job_spec_for, make_transport, pack_job
 

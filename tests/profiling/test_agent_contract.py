@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from edgekit.profiling.agent import ERRORS
-from edgekit.profiling.job import resolve
+from edgekit.profiling.spec import resolve
 from edgekit.profiling.transports import job_spec_for, make_transport, pack_job
 
 from .conftest import AgentProc, _env

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgekit.errors import UserError
-from edgekit.profiling.job import resolve
+from edgekit.profiling.spec import resolve
 from edgekit.profiling.trace import same_structure
 from edgekit.profiling.transports import job_spec_for, make_transport
 
