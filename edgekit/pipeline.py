@@ -224,7 +224,8 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             log(f"mixed precision: {mp.chosen_bytes / 1000:.1f} kB of weights (budget {mp.budget_bytes / 1000:.1f} kB), "
                 f"bits {sorted(mp.chosen.values())}")
         t0 = time.time()
-        recipe: QuantRecipe = ALGORITHMS.get(cfg.method).fn(canonical, cfg.quant, calib)
+        placement = targets[0].profile.placement if targets else TARGETS.get("simulation").profile.placement
+        recipe: QuantRecipe = ALGORITHMS.get(cfg.method).fn(canonical, cfg.quant, calib, placement=placement)
         if targets is None:  # mixed precision: chosen for the final per-layer bits
             targets = resolve_targets(cfg, recipe, log)
         else:

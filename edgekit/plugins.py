@@ -3,6 +3,7 @@ import importlib
 
 _MODULES = (
     "edgekit.models.zoo",
+    "edgekit.quant.placement",
     "edgekit.quant.algorithms.ptq",
     "edgekit.quant.algorithms.zeroq",
     "edgekit.quant.algorithms.genie",

@@ -26,3 +26,35 @@ def test_target_profiles_declare_constraints():
     for name in ("executorch-xnnpack", "litert"):
         p = TARGETS.get(name).profile
         assert p.name == name and 8 in p.constraints.weight_bits and p.constraints.weight_symmetric
+
+
+def test_every_target_names_a_registered_placement():
+    from edgekit.registry import PLACEMENTS
+    for name in TARGETS.names():
+        assert TARGETS.get(name).profile.placement in PLACEMENTS.names(), name
+    assert TARGETS.get("litert").profile.placement == "litert"
+    assert TARGETS.get("executorch-xnnpack").profile.placement == "xnnpack"
+
+
+def test_placement_gives_that_backends_quantizer():
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
+
+    from edgekit.quant.placement import quantizer_for
+    from edgekit.quant.recipe import QuantRecipe
+    r = QuantRecipe("test", 8, 8)
+    assert isinstance(quantizer_for("xnnpack", r), XNNPACKQuantizer)
+    assert isinstance(quantizer_for("litert", r), PT2EQuantizer)
+    assert isinstance(TARGETS.get("litert").quantizer(r), PT2EQuantizer)
+    with pytest.raises(UserError, match="unknown placement policy 'qnn'"):
+        quantizer_for("qnn", r)
+
+
+def test_no_algorithm_names_a_backend():
+    """Quantization and synthesis get the placement as an argument; none looks a target up."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "edgekit"
+    for sub in ("quant", "synth"):
+        for f in (root / sub).rglob("*.py"):
+            src = f.read_text()
+            assert "TARGETS" not in src and "executorch-xnnpack" not in src, f

@@ -49,6 +49,7 @@ class TargetProfile:
     description: str
     constraints: Constraints
     connect: dict = field(default_factory=dict)
+    placement: str = "xnnpack"  # the placement policy (edgekit.quant.placement) its kernels need
 
     @classmethod
     def load(cls, name: str) -> "TargetProfile":
@@ -57,7 +58,7 @@ class TargetProfile:
         return cls(d["name"], d["backend"], d["runtime"], d["artifact_format"], d.get("description", ""),
                    Constraints(tuple(c["weight_bits"]), tuple(c["activation_bits"]),
                                tuple(c["weight_granularity"]), c.get("weight_symmetric"),
-                               c.get("activation_symmetric")), d.get("connect", {}))
+                               c.get("activation_symmetric")), d.get("connect", {}), d["placement"])
 
 
 @dataclass
@@ -117,8 +118,9 @@ class Target:
                                 "activations (zero point 0)")
 
     def quantizer(self, recipe: QuantRecipe):
-        """The backend's PT2E quantizer configured for ``recipe``'s granularity."""
-        raise NotImplementedError
+        """The PT2E quantizer of the profile's placement policy, for ``recipe``'s granularity."""
+        from edgekit.quant.placement import quantizer_for
+        return quantizer_for(self.profile.placement, recipe)
 
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
         """Write the artifact for ``canonical`` quantized by ``recipe`` (None: float) into out_dir."""

@@ -20,12 +20,6 @@ _HOST_OPS = ("executorch_call_delegate", "getitem")
 class ExecuTorchXnnpack(Target):
     name = "executorch-xnnpack"
 
-    def quantizer(self, recipe: QuantRecipe):
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-            XNNPACKQuantizer, get_symmetric_quantization_config)
-        per_channel = all(lq.weight.granularity == "per_channel" for lq in recipe.layers.values())
-        return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
         """Write ``stem``.pte and ``stem``.etrecord. Ops XNNPACK does not take stay outside the
         delegate (ExecuTorch's portable kernels) and are listed in ``Artifact.ops``."""

@@ -30,11 +30,6 @@ def make_interpreter(path: Path, num_threads: int | None = None):
 class LiteRT(Target):
     name = "litert"
 
-    def quantizer(self, recipe: QuantRecipe):
-        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-        per_channel = all(lq.weight.granularity == "per_channel" for lq in recipe.layers.values())
-        return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
-
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
         """Write ``stem``.tflite (fully integer when ``recipe`` is given)."""
         import litert_torch

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from edgekit.backends.base import Artifact, Target, captured_output
-from edgekit.backends.executorch_xnnpack import ExecuTorchXnnpack
 from edgekit.errors import UserError
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
@@ -120,7 +119,6 @@ class OnnxQdq(Target):
 
     # quantize/dequantize placed as XNNPACK places them: around conv(+relu), add(+relu), linear,
     # the pattern TensorRT's and QNN's QDQ fusions take
-    quantizer = ExecuTorchXnnpack.quantizer
 
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
         """Write ``stem``.onnx (opset 21, float32 input [1, C, H, W] -> float32 logits [1, K]);

@@ -1,7 +1,7 @@
 """The ``simulation`` target: the recipe's PyTorch fake-quant program saved as a .pt2 and run by
 torch. It accepts every bit width 2-8 and is what the bundle evaluates when no deployable target
 can run a recipe; its results carry ``"runtime": "simulation"``, never a deployed runtime's name.
-Quantize ops sit where the XNNPACK PT2E quantizer puts them (as Genie-M reconstructs them)."""
+Quantize ops sit where its profile's placement policy (``xnnpack``) puts them, as Genie-M reconstructs them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 
 from edgekit.backends.base import Artifact, Target
-from edgekit.backends.executorch_xnnpack import ExecuTorchXnnpack
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.quant.simulate import quantize_with_recipe
@@ -21,7 +20,6 @@ class Simulation(Target):
     batch_size = 256  # the .pt2 has a dynamic batch dimension where the model allows one
 
     # quantize/dequantize placed as XNNPACK places them (the mobile-CPU default)
-    quantizer = ExecuTorchXnnpack.quantizer
 
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
         """Write ``stem``.pt2: the fake-quant program (float program when ``recipe`` is None),

@@ -1,5 +1,7 @@
 """Quantization algorithms: each a config plus a registered function
-``(canonical, QuantConfig, CalibrationSource) -> QuantRecipe``."""
+``(canonical, QuantConfig, CalibrationSource, placement=NAME) -> QuantRecipe``; ``placement`` is
+the targets' placement policy (``edgekit.quant.placement``), for methods that reconstruct
+through the quantized graph."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,7 +12,7 @@ from typing import Callable
 class Algorithm:
     """A registered quantization method.
 
-    fn: (CanonicalModel, QuantConfig, CalibrationSource) -> QuantRecipe.
+    fn: (CanonicalModel, QuantConfig, CalibrationSource, placement=str) -> QuantRecipe.
     synthesizer: the data-free calibration source it uses with --data-free ("zeroq", "genie"),
     or None when it needs real data (--calib).
     mixed_precision: whether fn honours ``QuantConfig.layer_bits`` (--mixed-precision).

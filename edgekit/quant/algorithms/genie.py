@@ -263,18 +263,19 @@ def plan_bits(canonical: CanonicalModel, cfg: QuantConfig, method: str) -> Quant
 
 
 def reconstruct(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor, cfg: QuantConfig,
-                seed: int = 0, progress: bool = True, log=None) -> QuantRecipe:
-    """Genie-M block reconstruction of a calibrated ``recipe`` on ``images`` (float32 [N, C, H, W]).
+                seed: int = 0, progress: bool = True, log=None, placement: str = "xnnpack") -> QuantRecipe:
+    """Genie-M block reconstruction of a calibrated ``recipe`` on ``images`` (float32 [N, C, H, W]),
+    with quantize ops where placement policy ``placement`` (edgekit.quant.placement) puts them.
 
     Updates the recipe in place (weight and activation scales, ``rounded_weights``) and returns it.
     """
     from torchao.quantization.pt2e.observer import ObserverBase
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    from edgekit.registry import TARGETS
+    from edgekit.quant.placement import quantizer_for
 
     g = torch.Generator().manual_seed(seed)
-    prepared = prepare_pt2e(canonical.graph_module, TARGETS.get("executorch-xnnpack").quantizer(recipe))
+    prepared = prepare_pt2e(canonical.graph_module, quantizer_for(placement, recipe))
     for n in list(prepared.graph.nodes):  # export's input guard is no compute
         if n.op == "call_module" and n.target == "_guards_fn" and not n.users:
             prepared.graph.erase_node(n)
@@ -364,13 +365,16 @@ def reconstruct(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Te
     return recipe
 
 
-def genie(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource) -> QuantRecipe:
+def genie(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
+          placement: str = "xnnpack") -> QuantRecipe:
     """Genie-M on ``calib`` (Genie-D images with --data-free, real images with --calib): plan
-    per-layer bits, initialise scales (MSE for low-bit activations), reconstruct block-wise."""
+    per-layer bits, initialise scales (MSE for low-bit activations), reconstruct block-wise with
+    the target's ``placement``."""
     recipe = plan_bits(canonical, cfg, "genie")
     init_cfg = QuantConfig(**{**cfg.__dict__, "act_estimator": "mse" if cfg.a_bits < 8 else cfg.act_estimator})
     recipe = calibrate(canonical, init_cfg, calib, "genie", recipe=recipe, progress=False)
-    return reconstruct(canonical, recipe, calib.images, cfg, seed=cfg.recon_seed, progress=False)
+    return reconstruct(canonical, recipe, calib.images, cfg, seed=cfg.recon_seed, progress=False,
+                       placement=placement)
 
 
 ALGORITHMS.register("genie", Algorithm("genie", genie, "genie",

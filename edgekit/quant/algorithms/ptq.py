@@ -154,7 +154,8 @@ def share_ranges_through_data_movement(gm, ranges: dict[str, tuple[float, float]
                 ranges[k] = (lo, hi)
 
 
-def ptq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource) -> QuantRecipe:
+def ptq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
+        placement: str = "xnnpack") -> QuantRecipe:
     """Whitepaper PTQ on real calibration data."""
     return calibrate(canonical, cfg, calib, "ptq")
 

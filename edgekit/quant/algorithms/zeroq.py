@@ -11,7 +11,8 @@ from edgekit.quant.recipe import QuantRecipe
 from edgekit.registry import ALGORITHMS
 
 
-def zeroq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource) -> QuantRecipe:
+def zeroq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
+          placement: str = "xnnpack") -> QuantRecipe:
     """ZeroQ uniform quantization: the whitepaper scheme calibrated on ``calib`` (distilled with
     --data-free, or real images with --calib, for a few-shot comparison)."""
     return calibrate(canonical, cfg, calib, "zeroq")
