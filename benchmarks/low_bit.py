@@ -42,7 +42,7 @@ def main() -> None:
     from edgekit.backends.base import evaluate_runner
     from edgekit.data.calibration import CalibrationSource
     from edgekit.data.fashion_mnist import load_tensors
-    from edgekit.evaluate import top1
+    from edgekit.evaluation import top1
     from edgekit.pipeline import prepare_model
     from edgekit.quant.algorithms.zeroq import DATA_FREE_QUANT
     from edgekit.quant.algorithms.genie import genie, plan_bits

@@ -27,7 +27,7 @@ def main() -> None:
     from edgekit.config import QuantConfig, RunConfig
     from edgekit.data.calibration import CalibrationSource
     from edgekit.data.datasets import load_dataset
-    from edgekit.evaluate import agreement, float_logits, simulated_logits, sqnr_db
+    from edgekit.evaluation import agreement, float_logits, simulated_logits, sqnr_db
     from edgekit.pipeline import prepare_model
     from edgekit.quant.algorithms.ptq import calibrate
     from edgekit.quant.algorithms.zeroq import DATA_FREE_QUANT

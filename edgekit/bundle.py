@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-import edgekit
+from edgekit.version import __version__
 from edgekit.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -175,7 +175,7 @@ def staged_dir(out: Path, force: bool = False, flag: str = "--out") -> Iterator[
         yield tmp
         (tmp / PARTIAL_MARKER).unlink()
         files = _entries(tmp)
-        write_json(tmp / BUNDLE_MARKER, {"edgekit_version": edgekit.__version__, "files": files})
+        write_json(tmp / BUNDLE_MARKER, {"edgekit_version": __version__, "files": files})
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-import edgekit
+from edgekit.version import __version__
 from edgekit import bundle as bnd
 from edgekit.backends.base import captured_output
 from edgekit.config import VALID_BITS, RunConfig, SynthConfig, to_dict
@@ -24,7 +24,7 @@ from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_prepr
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
 from edgekit.errors import UserError, first_line
-from edgekit.evaluate import float_logits, is_class_scores, run_artifact, score, simulated_logits, top1
+from edgekit.evaluation import float_logits, is_class_scores, run_artifact, score, simulated_logits, top1
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
@@ -359,7 +359,7 @@ def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalMode
     prov = calib.provenance
     return {
         "manifest_version": bnd.MANIFEST_VERSION,
-        "edgekit_version": edgekit.__version__,
+        "edgekit_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": {"machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__},
         "model": {"name": loaded.name, "spec": cfg.model, "input_shape": list(loaded.example_input.shape),

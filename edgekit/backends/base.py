@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-import edgekit
 from edgekit.bundle import sha256_file
 from edgekit.errors import UserError
 from edgekit.models.canonical import CanonicalModel
@@ -22,7 +21,7 @@ from edgekit.quant.recipe import QuantRecipe
 
 def profiles_dir() -> Path:
     """``targets/`` of the source tree, or the copy packaged in the wheel."""
-    pkg = Path(edgekit.__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]  # the edgekit package
     for d in (pkg.parent / "targets", pkg / "targets"):
         if d.is_dir():
             return d

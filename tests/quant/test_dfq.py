@@ -80,7 +80,7 @@ def test_equalization_with_relu6_changes_nothing_within_the_bn_bounds():
 def test_equalization_narrows_the_int8_error_of_the_shared_tensor():
     """With the producer's per-tensor range taken from BN statistics, equalization gives the
     narrow channels more of the grid: the simulated output is closer to FP32."""
-    from edgekit.evaluate import sqnr_db, simulated_logits
+    from edgekit.evaluation import sqnr_db, simulated_logits
     from edgekit.registry import TARGETS
     can = _canonical("relu")
     calib = _calib(32)

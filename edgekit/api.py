@@ -1,0 +1,166 @@
+"""The Python API: the main job's stages as functions on a user's own model.
+
+``edgekit quantize`` composes the same stages (``edgekit.pipeline``) and writes a bundle; these
+return objects instead, for a user who drives edgekit from Python::
+
+    import edgekit, torch
+    x = torch.zeros(1, 3, 224, 224)                       # the input the model takes, batch 1
+    recipe = edgekit.quantize(model, example_input=x, mean=[123.7, 116.3, 103.5],
+                              std=[58.4, 57.1, 57.4], pixel_scale=1)   # data-free W8A8
+    art = edgekit.export(model, recipe, "executorch-xnnpack", "model.pte", example_input=x)
+    metrics = edgekit.evaluate(art, images, model=model, example_input=x)  # in ExecuTorch
+    trace = edgekit.profile(art.path, runs=50)            # p50/p90 ms, per-module breakdown
+
+``model`` is an ``nn.Module`` (with ``example_input``), a ``torch.export.ExportedProgram``, or
+what the CLI takes: a zoo name, a ``.pt2`` path or ``package.module:factory``. The same model
+must be given to ``quantize`` and ``export``: a recipe refers to the nodes of its canonical
+(BN-folded, exported) graph. Bad input raises ``edgekit.errors.UserError`` with one line.
+``examples/quantize_your_model.py`` runs all four on a model of its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from edgekit.backends.base import Artifact, captured_output
+from edgekit.config import QuantConfig, SynthConfig
+from edgekit.data.calibration import CalibrationSource, load_calibration
+from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
+from edgekit.errors import UserError
+from edgekit.models.canonical import CanonicalModel, canonicalize
+from edgekit.quant.recipe import QuantRecipe
+from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS
+
+
+def prepare(model, example_input: torch.Tensor | None = None, mean=None, std=None, pixel_scale: float | None = None,
+            input_range=None) -> tuple[CanonicalModel, Preprocess | None]:
+    """The canonical model of ``model`` and its declared preprocessing (mean/std in units of
+    pixel * ``pixel_scale``, 1/255 by default, or ``input_range`` (lo, hi); None when neither is
+    given, or the zoo entry's). Raises UserError when the model cannot be exported."""
+    if isinstance(model, (str, os.PathLike)):
+        from edgekit.config import RunConfig
+        from edgekit.pipeline import prepare_model
+        shape = tuple(example_input.shape) if example_input is not None else None
+        cfg = RunConfig(model=str(model), mean=mean, std=std, pixel_scale=pixel_scale, input_range=input_range)
+        _, canonical, pre = prepare_model(str(model), shape, cfg)
+        return canonical, pre
+    if isinstance(model, torch.export.ExportedProgram) and example_input is None and model.example_inputs:
+        example_input = torch.zeros(model.example_inputs[0][0].shape)  # the shape it was exported at
+    if example_input is None:
+        raise UserError("give example_input: a float32 tensor [1, C, H, W] of the shape the model takes")
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
+        raise UserError("example_input must be a float32 tensor [N, C, H, W] (an image model's input)")
+    try:
+        canonical = canonicalize(model, example_input, type(model).__name__)
+    except Exception as e:
+        raise UserError(f"the model cannot be exported with torch.export ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else 'no message'}); make its forward traceable") from None
+    pre = declared_preprocess(tuple(example_input.shape), mean, std, pixel_scale, input_range)
+    if pre is not None:
+        canonical.input_bounds = pre.bounds()
+        canonical.input_prior = pre.input_prior()
+    return canonical, pre
+
+
+def quantize(model, config: QuantConfig | None = None, calibration=None, *, method: str = "zeroq",
+             example_input: torch.Tensor | None = None, mean=None, std=None, pixel_scale: float | None = None,
+             input_range=None, synth: SynthConfig | None = None, placement: str = "xnnpack",
+             progress: bool = False) -> QuantRecipe:
+    """Quantize ``model``; returns the recipe (per-layer weight and per-tensor activation scales
+    and zero points, and any integer weights and corrected biases the method chose).
+
+    calibration: None for data-free (images distilled by the method's synthesizer from the BN
+    statistics), a float32 tensor [N, C, H, W] of model inputs, or a path (``.npz`` or image
+    folder, read with the declared preprocessing). config: the method's QuantConfig; None gives
+    its defaults (with the data-free defaults when ``calibration`` is None). placement: the
+    placement policy of the targets to export to (``edgekit.quant.placement``).
+
+    Raises UserError for bad input (unknown method, a method that needs data, bad calibration).
+    """
+    algo = ALGORITHMS.get(method)
+    canonical, pre = prepare(model, example_input, mean, std, pixel_scale, input_range)
+    if calibration is None:
+        if algo.synthesizer is None:
+            raise UserError(f"method {method} needs calibration data: pass calibration=images or a path")
+        config = config or QuantConfig(**algo.data_free_quant)
+        calib = SYNTHESIZERS.get(algo.synthesizer)(canonical, synth or SynthConfig(), progress)
+    elif isinstance(calibration, torch.Tensor):
+        if calibration.dim() != 4 or tuple(calibration.shape[1:]) != tuple(canonical.example_input.shape[1:]):
+            raise UserError(f"calibration images have shape {tuple(calibration.shape)}; the model takes "
+                            f"[N, {', '.join(map(str, canonical.example_input.shape[1:]))}]")
+        calib = CalibrationSource(calibration.float(), {"kind": "real", "path": "tensor", "num_samples": len(calibration)})
+    else:
+        calib = load_calibration(calibration, pre or assumed_preprocess(tuple(canonical.example_input.shape)),
+                                 bounds=canonical.input_bounds)
+    if canonical.batch is not None:  # a program specialised to a static batch runs that many rows
+        calib.batch_size, calib.pad_last = canonical.batch, True
+    return algo.fn(canonical, dataclasses.replace(config or QuantConfig()), calib, placement=placement)
+
+
+def export(model, recipe: QuantRecipe | None, target: str, path: str | os.PathLike, *,
+           example_input: torch.Tensor | None = None, overwrite: bool = False) -> Artifact:
+    """Lower ``model`` quantized by ``recipe`` (None: FP32) for ``target`` and write the
+    artifact to ``path`` (its side files, e.g. the .etrecord, beside it). Written to a temporary
+    folder first, then renamed. Raises UserError when ``path`` exists (unless ``overwrite``),
+    its suffix is not the target's format, or the target cannot run the recipe."""
+    t = TARGETS.get(target)
+    path = Path(path).expanduser()
+    fmt = t.profile.artifact_format
+    if path.suffix != f".{fmt}":
+        raise UserError(f"{path}: target {target} writes .{fmt} files; give a path ending in .{fmt}")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists: give another path, or overwrite=True")
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent} is not a folder")
+    if recipe is not None:
+        t.check(recipe)
+    canonical, _ = prepare(model, example_input)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".edgekit-export.") as tmp:
+        with captured_output(Path(tmp) / "lower.log"):
+            art = t.lower(canonical, recipe, Path(tmp), path.stem)
+        side = {}
+        for key, p in art.side_files.items():
+            dest = path.with_suffix(p.suffix)
+            os.replace(p, dest)
+            side[key] = dest
+        os.replace(art.path, path)
+    return dataclasses.replace(art, path=path, side_files=side)
+
+
+def evaluate(artifact: Artifact | str | os.PathLike, images: torch.Tensor, *, labels: torch.Tensor | None = None,
+             model=None, example_input: torch.Tensor | None = None, recipe: QuantRecipe | None = None,
+             progress: bool = False) -> dict:
+    """Run ``artifact`` in its own runtime on ``images`` (float32 [N, C, H, W] model inputs) and
+    score it: top-1 with ``labels`` (int64 [N]); agreement and output SQNR (dB) against the FP32
+    ``model``, and against the simulation of ``recipe`` when given. Returns the bundle's
+    ``evaluation.results[]`` entry (fractions in [0, 1]). Raises UserError for an unknown suffix."""
+    from edgekit.evaluation import float_logits, run_artifact, score, simulated_logits
+
+    path = Path(artifact.path if isinstance(artifact, Artifact) else artifact)
+    target = next((TARGETS.get(n) for n in TARGETS.names()
+                   if f".{TARGETS.get(n).profile.artifact_format}" == path.suffix and n != "simulation"), None)
+    if target is None:
+        raise UserError(f"{path}: not a .pte, .tflite or .onnx artifact")
+    canonical = prepare(model, example_input)[0] if model is not None else None
+    out, seconds = run_artifact(target, path, images, progress, canonical.batch if canonical else None)
+    fp32 = float_logits(canonical, images) if canonical is not None else None
+    sim = simulated_logits(canonical, recipe, target, images) if canonical is not None and recipe is not None else None
+    return score(path.name, target.profile.runtime, out, labels, fp32, sim, seconds)
+
+
+def profile(artifact: Artifact | str | os.PathLike, runs: int = 50, warmup_runs: int = 10,
+            threads: int | None = None, trace_ops: bool = True):
+    """Profile ``artifact`` on this machine in its runtime: a ``Trace`` (latency p50/p90 in ms,
+    per-op events mapped to the model's modules where the runtime reports them). Raises
+    UserError for a bad count or a file that is not an artifact."""
+    from edgekit.profiling.runners import run_spec
+    from edgekit.profiling.spec import JobSpec, resolve
+
+    r = resolve(artifact.path if isinstance(artifact, Artifact) else artifact)
+    spec = JobSpec(artifact=r.path.name, runtime=r.runtime, warmup_runs=warmup_runs, runs=runs,
+                   etrecord=r.etrecord.name if r.etrecord else None, trace_ops=trace_ops, threads=threads)
+    return run_spec(spec, base=r.path.parent)
