@@ -42,16 +42,17 @@ def main() -> None:
     from edgekit.backends.base import evaluate_runner
     from edgekit.data.calibration import CalibrationSource
     from edgekit.data.fashion_mnist import load_tensors
-    from edgekit.evaluation import top1
+    from edgekit.tasks.classification import top1
     from edgekit.pipeline import prepare_model
     from edgekit.quant.algorithms.zeroq import DATA_FREE_QUANT
     from edgekit.quant.algorithms.genie import genie, plan_bits
     from edgekit.quant.algorithms.ptq import calibrate
     from edgekit.quant.mixed_precision import choose_bits
     from edgekit.quant.simulate import quantize_with_recipe, run_batched
-    from edgekit.registry import TARGETS
+    from edgekit.registry import TARGETS, TASKS
     from edgekit.synth.genie import genie_distill
     from edgekit.synth.zeroq import distill
+    CLASS_PRIOR = TASKS.get("classification").synthesis_prior  # noqa: N806
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet20_fmnist")
@@ -84,7 +85,7 @@ def main() -> None:
 
     # ZeroQ data + round to nearest
     t0 = time.time()
-    zdata = distill(canonical, zsynth, progress=False)
+    zdata = distill(canonical, zsynth, progress=False, output_prior=CLASS_PRIOR(zsynth.label_loss))
     t_zsynth = time.time() - t0
     # W4A4 with edgekit's default range estimator (percentile) and with MSE ranges, each with the
     # data-free BN-analytic ranges and with the distilled data's ranges only; W4A8 uniform is the
@@ -115,7 +116,7 @@ def main() -> None:
     seeds = (0,) if args.quick else tuple(range(args.seeds))
     # Genie, data-free (Genie sets no data-free range defaults: its steps start from MSE ranges)
     t0 = time.time()
-    gdata = genie_distill(canonical, gsynth, progress=False)
+    gdata = genie_distill(canonical, gsynth, progress=False, output_prior=CLASS_PRIOR(gsynth.label_loss))
     t_gsynth = time.time() - t0
     genie_row("genie_w4a4_data_free", gdata, 4, 4, seeds, t_gsynth)
     w4a8 = genie_row("genie_w4a8_data_free", gdata, 4, 8, (0,), t_gsynth)

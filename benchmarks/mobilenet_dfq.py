@@ -26,18 +26,20 @@ def main() -> None:
 
     from edgekit.config import QuantConfig, RunConfig
     from edgekit.data.calibration import CalibrationSource
-    from edgekit.data.datasets import load_dataset
-    from edgekit.evaluation import agreement, float_logits, simulated_logits, sqnr_db
+    from edgekit.tasks.base import load_dataset, sqnr_db
+    from edgekit.evaluation import float_outputs, simulated_outputs
+    from edgekit.tasks.classification import agreement
     from edgekit.pipeline import prepare_model
     from edgekit.quant.algorithms.ptq import calibrate
     from edgekit.quant.algorithms.zeroq import DATA_FREE_QUANT
-    from edgekit.registry import SYNTHESIZERS, TARGETS
+    from edgekit.registry import SYNTHESIZERS, TARGETS, TASKS
 
     loaded, can, _ = prepare_model("mobilenet_v2", None, RunConfig(model="mobilenet_v2"))
     photos, _ = load_dataset("imagenet-photos")
-    ref = float_logits(can, photos)
+    ref = float_outputs(can, photos)
     t0 = time.time()
-    distilled = SYNTHESIZERS.get("zeroq")(can, loaded.synth, True)
+    distilled = SYNTHESIZERS.get("zeroq")(can, loaded.synth, True,
+                                         output_prior=TASKS.get("classification").synthesis_prior(loaded.synth.label_loss))
     synth_s = time.time() - t0
     real = CalibrationSource(photos, {"kind": "real", "path": "foolbox photos"})
     sim = TARGETS.get("simulation")
@@ -57,7 +59,7 @@ def main() -> None:
     for name, overrides, src in rows_spec:
         t0 = time.time()
         recipe = calibrate(can, QuantConfig(**overrides), src, "zeroq", progress=False)
-        out = simulated_logits(can, recipe, sim, photos)
+        out = simulated_outputs(can, recipe, sim, photos)
         row = {"calibration": name, "agreement": round(agreement(ref, out), 4),
                "sqnr_db": round(sqnr_db(ref, out), 2), "seconds": round(time.time() - t0, 1)}
         rows.append(row)

@@ -103,7 +103,8 @@ def _p50(path: Path) -> float:
 
 
 def _score(name: str, out: torch.Tensor, fp32: torch.Tensor, labels: np.ndarray | None) -> dict:
-    from edgekit.evaluation import sqnr_db, top1
+    from edgekit.tasks.base import sqnr_db
+    from edgekit.tasks.classification import top1
     r = {"agreement_with_fp32": round(_agreement(name, out, fp32), 4), "sqnr_db_vs_fp32": round(sqnr_db(fp32, out), 2)}
     if labels is not None:
         r["top1"] = round(top1(out, torch.from_numpy(labels)), 4)

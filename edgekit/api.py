@@ -33,7 +33,7 @@ from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_prepr
 from edgekit.errors import UserError
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS
+from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS, TASKS
 
 
 def prepare(model, example_input: torch.Tensor | None = None, mean=None, std=None, pixel_scale: float | None = None,
@@ -69,7 +69,7 @@ def prepare(model, example_input: torch.Tensor | None = None, mean=None, std=Non
 def quantize(model, config: QuantConfig | None = None, calibration=None, *, method: str = "zeroq",
              example_input: torch.Tensor | None = None, mean=None, std=None, pixel_scale: float | None = None,
              input_range=None, synth: SynthConfig | None = None, placement: str = "xnnpack",
-             progress: bool = False) -> QuantRecipe:
+             task: str = "classification", progress: bool = False) -> QuantRecipe:
     """Quantize ``model``; returns the recipe (per-layer weight and per-tensor activation scales
     and zero points, and any integer weights and corrected biases the method chose).
 
@@ -77,7 +77,8 @@ def quantize(model, config: QuantConfig | None = None, calibration=None, *, meth
     statistics), a float32 tensor [N, C, H, W] of model inputs, or a path (``.npz`` or image
     folder, read with the declared preprocessing). config: the method's QuantConfig; None gives
     its defaults (with the data-free defaults when ``calibration`` is None). placement: the
-    placement policy of the targets to export to (``edgekit.quant.placement``).
+    placement policy of the targets to export to (``edgekit.quant.placement``). task: what the
+    outputs are (``edgekit.tasks``): it gives data-free synthesis its output prior.
 
     Raises UserError for bad input (unknown method, a method that needs data, bad calibration).
     """
@@ -87,7 +88,9 @@ def quantize(model, config: QuantConfig | None = None, calibration=None, *, meth
         if algo.synthesizer is None:
             raise UserError(f"method {method} needs calibration data: pass calibration=images or a path")
         config = config or QuantConfig(**algo.data_free_quant)
-        calib = SYNTHESIZERS.get(algo.synthesizer)(canonical, synth or SynthConfig(), progress)
+        synth = synth or SynthConfig()
+        calib = SYNTHESIZERS.get(algo.synthesizer)(canonical, synth, progress,
+                                                   output_prior=TASKS.get(task).synthesis_prior(synth.label_loss))
     elif isinstance(calibration, torch.Tensor):
         if calibration.dim() != 4 or tuple(calibration.shape[1:]) != tuple(canonical.example_input.shape[1:]):
             raise UserError(f"calibration images have shape {tuple(calibration.shape)}; the model takes "
@@ -133,12 +136,15 @@ def export(model, recipe: QuantRecipe | None, target: str, path: str | os.PathLi
 
 def evaluate(artifact: Artifact | str | os.PathLike, images: torch.Tensor, *, labels: torch.Tensor | None = None,
              model=None, example_input: torch.Tensor | None = None, recipe: QuantRecipe | None = None,
-             progress: bool = False) -> dict:
+             task: str = "classification", progress: bool = False) -> dict:
     """Run ``artifact`` in its own runtime on ``images`` (float32 [N, C, H, W] model inputs) and
-    score it: top-1 with ``labels`` (int64 [N]); agreement and output SQNR (dB) against the FP32
-    ``model``, and against the simulation of ``recipe`` when given. Returns the bundle's
-    ``evaluation.results[]`` entry (fractions in [0, 1]). Raises UserError for an unknown suffix."""
-    from edgekit.evaluation import float_logits, run_artifact, score, simulated_logits
+    score it with ``task``'s metrics: against the ground truth ``labels`` (classification:
+    int64 [N] -> top-1; super_resolution: target images [N, C, sH, sW] -> PSNR/SSIM on Y), and
+    against the FP32 ``model`` (agreement, output SQNR in dB) and the simulation of ``recipe``
+    when given. Returns the bundle's ``evaluation.results[]`` entry (fractions in [0, 1]).
+    Raises UserError for an unknown suffix or task."""
+    from edgekit.evaluation import float_outputs, run_artifact, score, simulated_outputs
+    from edgekit.registry import TASKS
 
     path = Path(artifact.path if isinstance(artifact, Artifact) else artifact)
     target = next((TARGETS.get(n) for n in TARGETS.names()
@@ -147,9 +153,9 @@ def evaluate(artifact: Artifact | str | os.PathLike, images: torch.Tensor, *, la
         raise UserError(f"{path}: not a .pte, .tflite or .onnx artifact")
     canonical = prepare(model, example_input)[0] if model is not None else None
     out, seconds = run_artifact(target, path, images, progress, canonical.batch if canonical else None)
-    fp32 = float_logits(canonical, images) if canonical is not None else None
-    sim = simulated_logits(canonical, recipe, target, images) if canonical is not None and recipe is not None else None
-    return score(path.name, target.profile.runtime, out, labels, fp32, sim, seconds)
+    fp32 = float_outputs(canonical, images) if canonical is not None else None
+    sim = simulated_outputs(canonical, recipe, target, images) if canonical is not None and recipe is not None else None
+    return score(TASKS.get(task), path.name, target.profile.runtime, images, out, labels, fp32, sim, seconds)
 
 
 def profile(artifact: Artifact | str | os.PathLike, runs: int = 50, warmup_runs: int = 10,

@@ -23,7 +23,8 @@ from edgekit.errors import UserError
 MANIFEST = "manifest.json"
 RECIPE = "recipe.json"
 FLOAT_PROGRAM = "model_float.pt2"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the model's task; evaluation keyed by metric name, with "reference" metrics
+READABLE_MANIFEST_VERSIONS = (1, 2)  # version 1: classification bundles (fp32_top1)
 
 
 def sha256_file(path: Path) -> str:
@@ -214,15 +215,23 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_manifest(bundle: Path) -> dict:
-    """The manifest of a bundle directory; raises UserError when it is missing or unreadable."""
+    """The manifest of a bundle directory; raises UserError when it is missing, unreadable, or
+    of a manifest_version this edgekit cannot read (a newer edgekit wrote it)."""
     p = Path(bundle) / MANIFEST
     try:
-        return json.loads(p.read_text())
+        m = json.loads(p.read_text())
     except FileNotFoundError:
         raise UserError(f"{bundle} is not an edgekit bundle (no {MANIFEST}); give a bundle directory "
                         "written by 'edgekit quantize' or an artifact file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{p} is not valid JSON ({e}); re-create the bundle with 'edgekit quantize'") from None
+    if not isinstance(m, dict):
+        raise UserError(f"{p} does not hold a JSON object; re-create the bundle with 'edgekit quantize'")
+    version = m.get("manifest_version", 1)  # hand-written manifests (a profiling job's) may omit it
+    if version not in READABLE_MANIFEST_VERSIONS:
+        raise UserError(f"{p}: manifest_version {version!r} is not one this edgekit reads "
+                        f"({', '.join(map(str, READABLE_MANIFEST_VERSIONS))}); upgrade edgekit or re-create the bundle")
+    return m
 
 
 def job_relative(name: str, what: str = "path") -> str:

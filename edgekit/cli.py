@@ -102,6 +102,8 @@ def _scale(value: str | None) -> float | None:
                    "class_index.json for the indices, else sorted names), or an .npz with images (and labels for top-1).")
 @click.option("--eval-samples", type=int, default=None, help="Evaluate on the first N images only.")
 @click.option("--input-shape", default=None, help="N,C,H,W for package.module:factory models.")
+@click.option("--task", default=None, help="What the model's outputs are: classification (class scores) or "
+              "super_resolution (images upscaled); default: the zoo entry's, else classification.")
 @click.option("--mean", default=None, help="The model's normalisation: mean per channel (or one value), "
               "in units of pixel * --pixel-scale, e.g. 0.485,0.456,0.406. Never guessed: without it (or "
               "--input-range) a non-zoo model gets no pixel bound.")
@@ -109,6 +111,8 @@ def _scale(value: str | None) -> float | None:
 @click.option("--pixel-scale", default=None, help="Pixel scale before --mean/--std (default 1/255; 1 for 0..255 means).")
 @click.option("--input-range", default=None, help="LO,HI: the model's input for pixel 0 and pixel 255 (e.g. -1,1).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the cache of synthesized data, FP32 twin "
+              "artifacts and FP32 outputs (see 'edgekit cache').")
 @click.option("--mixed-precision", is_flag=True,
               help="Per-layer weight bits from {2,4,8} on the ZeroQ sensitivity Pareto frontier (needs a budget).")
 @click.option("--size-budget-kb", type=float, default=None, help="Mixed precision: weight size budget in kB (1000 bytes).")
@@ -119,7 +123,7 @@ def _scale(value: str | None) -> float | None:
                    "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
 def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, force, act_estimator, percentile, per_tensor,
              num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_data, eval_samples, input_shape,
-             mean, std, pixel_scale, input_range, no_progress,
+             task, mean, std, pixel_scale, input_range, no_progress, no_cache,
              mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
     ResNet-20), lower it for each target, evaluate the artifacts in their runtimes, write a bundle."""
@@ -134,7 +138,7 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
         synth["iterations"] = iterations
     if label_loss is not None:
         synth["label_loss"] = label_loss
-    cfg = RunConfig(model=model or "resnet20_fmnist", method=method or ("zeroq" if data_free or not calib else "ptq"),
+    cfg = RunConfig(model=model or "resnet20_fmnist", task=task, method=method or ("zeroq" if data_free or not calib else "ptq"),
                     data_free=data_free, calib_path=calib, calib_samples=calib_samples,
                     targets=list(targets),  # none: the deployable defaults that run the recipe, else simulation
                     quant=QuantConfig(w_bits=w_bits, a_bits=a_bits, per_channel=not per_tensor,
@@ -147,12 +151,34 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
     if recon_iterations is not None:
         cfg.quant.recon_iterations = recon_iterations
     log = (lambda m: None) if no_progress else (lambda m: click.echo(m, err=True))
+    from edgekit.cache import Cache
     result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log, force=force,
-                 eval_data=eval_data)
+                 eval_data=eval_data, cache=Cache(enabled=not no_cache))
     click.echo(summary_table(result.manifest))
     for note in result.manifest.get("notes") or []:
         click.echo(f"note: {note}")
     click.echo(f"bundle: {result.out}")
+
+
+@cli.group()
+def cache() -> None:
+    """The cache of synthesized calibration data, FP32 twin artifacts and FP32 outputs
+    ($EDGEKIT_CACHE_DIR, else $XDG_CACHE_HOME/edgekit, else ~/.cache/edgekit)."""
+
+
+@cache.command("dir")
+def cache_dir() -> None:
+    """Print the cache folder."""
+    from edgekit.cache import default_root
+    click.echo(str(default_root()))
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Remove every cache entry."""
+    from edgekit.cache import Cache
+    c = Cache()
+    click.echo(f"removed {c.clear() / 1e6:.1f} MB from {c.root}")
 
 
 @cli.command("eval")

@@ -111,6 +111,7 @@ class QuantConfig:
 class RunConfig:
     """One ``edgekit quantize`` run: model, method, data source, targets."""
     model: str = "resnet20_fmnist"
+    task: str | None = None  # edgekit.registry.TASKS; None: the zoo entry's, else classification
     method: str = "zeroq"
     data_free: bool = True
     calib_path: str | None = None

@@ -1,11 +1,7 @@
-"""Accuracy of artifacts in their own runtimes, and agreement with the recipe's simulation.
-
-top-1: fraction of images whose argmax logit is the label. agreement: fraction of images on
-which two models' argmax agree. SQNR (dB): 10 log10(sum(ref^2) / sum((ref - out)^2)) of logits.
-"""
+"""Artifacts run in their own runtimes, the FP32 model and the recipe's simulation, on the same
+inputs; the model's task (``edgekit.tasks``) scores their outputs."""
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -17,47 +13,23 @@ from edgekit.errors import first_line
 from edgekit.models.canonical import CanonicalModel, run_batched
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.quant.simulate import quantize_with_recipe
+from edgekit.tasks.base import Task
 
 
-def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy in [0, 1] of logits [N, K] against labels int64 [N]."""
-    return float((logits.argmax(1) == labels).float().mean())
-
-
-def is_class_scores(out: torch.Tensor) -> bool:
-    """Whether a model output is class scores [N, K >= 2], the only shape argmax agreement and
-    top-1 are defined on; any other output (a map, a sequence) is scored by SQNR alone."""
-    return out.dim() == 2 and out.shape[1] >= 2
-
-
-def agreement(a: torch.Tensor, b: torch.Tensor) -> float | None:
-    """Fraction in [0, 1] of rows on which logits ``a`` and ``b`` (each [N, K]) pick the same
-    class; None when the outputs are not class scores (:func:`is_class_scores`)."""
-    if not is_class_scores(a):
-        return None
-    return float((a.argmax(1) == b.argmax(1)).float().mean())
-
-
-def sqnr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
-    """Signal-to-quantization-noise ratio of ``out`` against ``ref`` in dB (inf when equal)."""
-    noise = float((ref - out).pow(2).sum())
-    return math.inf if noise == 0 else 10.0 * math.log10(float(ref.pow(2).sum()) / noise)
-
-
-def float_logits(canonical: CanonicalModel, images: torch.Tensor) -> torch.Tensor:
-    """FP32 logits [N, K] of the (BN-folded) model."""
+def float_outputs(canonical: CanonicalModel, images: torch.Tensor) -> torch.Tensor:
+    """FP32 outputs [N, ...] of the (BN-folded) model on inputs float32 [N, C, H, W]."""
     return canonical.run(canonical.graph_module, images)
 
 
-def simulated_logits(canonical: CanonicalModel, recipe: QuantRecipe, target: Target,
-                     images: torch.Tensor) -> torch.Tensor:
-    """Logits [N, K] of the PyTorch fake-quant simulation of ``recipe`` as ``target`` places it."""
+def simulated_outputs(canonical: CanonicalModel, recipe: QuantRecipe, target: Target,
+                      images: torch.Tensor) -> torch.Tensor:
+    """Outputs [N, ...] of the PyTorch fake-quant simulation of ``recipe`` as ``target`` places it."""
     return canonical.run(quantize_with_recipe(canonical, recipe, target.quantizer(recipe)), images)
 
 
 def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: bool = True,
                  static_batch: int | None = None) -> tuple[torch.Tensor, float]:
-    """Logits [N, K] of the artifact at ``path`` run in its runtime, and seconds taken.
+    """Outputs [N, ...] of the artifact at ``path`` run in its runtime, and seconds taken.
     static_batch: the batch the artifact was lowered for when its program fixes it (every call
     then gets exactly that many images, the last call padded)."""
     try:
@@ -85,24 +57,10 @@ def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: boo
     return torch.cat(outs), time.time() - t0
 
 
-def score(name: str, runtime: str, logits: torch.Tensor, labels: torch.Tensor | None,
-          fp32: torch.Tensor | None, sim: torch.Tensor | None, seconds: float) -> dict:
-    """One ``evaluation.results[]`` entry (accuracies as fractions in [0, 1]); without labels,
-    no top-1 (agreement and SQNR only)."""
-    r = {"file": name, "runtime": runtime, "seconds": round(seconds, 2)}
-    if not is_class_scores(logits):
-        labels = None
-        r["output"] = f"{list(logits.shape[1:])} per input: not class scores, so SQNR only (no top-1, no agreement)"
-    if labels is not None:
-        r["top1"] = round(top1(logits, labels), 6)
-    if sim is not None:
-        if is_class_scores(logits):
-            r["agreement_with_simulation"] = round(agreement(logits, sim), 6)
-        r["sqnr_db_vs_simulation"] = round(sqnr_db(sim, logits), 3)
-        if labels is not None:
-            r["simulation_top1"] = round(top1(sim, labels), 6)
-    if fp32 is not None:
-        if is_class_scores(logits):
-            r["agreement_with_fp32"] = round(agreement(logits, fp32), 6)
-        r["sqnr_db_vs_fp32"] = round(sqnr_db(fp32, logits), 3)
-    return r
+def score(task: Task, name: str, runtime: str, inputs: torch.Tensor, out: torch.Tensor,
+          targets: torch.Tensor | None, fp32: torch.Tensor | None, sim: torch.Tensor | None,
+          seconds: float) -> dict:
+    """One ``evaluation.results[]`` entry: the file, its runtime, seconds, and ``task``'s metrics
+    keyed by metric name (accuracies as fractions in [0, 1], dB for PSNR/SQNR)."""
+    return {"file": name, "runtime": runtime, "seconds": round(seconds, 2),
+            **task.score(inputs, out, targets, fp32, sim)}

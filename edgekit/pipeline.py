@@ -20,15 +20,17 @@ from edgekit.backends.base import captured_output
 from edgekit.config import VALID_BITS, RunConfig, SynthConfig, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.eval_data import EvalData, load_eval_data
-from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess, load_dataset
+from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
+from edgekit.cache import Cache, key_of, library_versions, model_hash, tensor_hash
 from edgekit.errors import UserError, first_line
-from edgekit.evaluation import float_logits, is_class_scores, run_artifact, score, simulated_logits, top1
+from edgekit.evaluation import float_outputs, run_artifact, score, simulated_outputs
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
-from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS
+from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS, TASKS
+from edgekit.tasks.base import Task, load_dataset, task_of_dataset
 
 
 LOWER_LOG = "lower.log"  # the converters' own output
@@ -51,6 +53,8 @@ def validate(cfg: RunConfig) -> None:
         raise UserError("give exactly one of --data-free (synthetic calibration) or --calib PATH (real images)")
     for t in cfg.targets:
         TARGETS.get(t)
+    if cfg.task is not None:
+        TASKS.get(cfg.task)
     algo = ALGORITHMS.get(cfg.method)
     if cfg.data_free and algo.synthesizer is None:
         raise UserError(f"--method {cfg.method} needs real calibration data: give --calib PATH, "
@@ -138,12 +142,30 @@ def prepare_model(spec: str | None, input_shape: tuple[int, ...] | None = None,
     return loaded, canonical, pre
 
 
+def task_of(cfg: RunConfig, loaded: LoadedModel) -> Task:
+    """The model's task: the user's --task, else the zoo entry's, else classification."""
+    return TASKS.get(cfg.task or loaded.task or "classification")
+
+
 def calibration_source(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, pre: Preprocess | None,
-                       progress: bool, notes: list[str] | None = None) -> CalibrationSource:
-    """Distilled data (--data-free, by the method's synthesizer) or real images (--calib); an
-    assumption made on the way is appended to ``notes``."""
+                       progress: bool, notes: list[str] | None = None, cache: Cache | None = None) -> CalibrationSource:
+    """Distilled data (--data-free, by the method's synthesizer, with the task's output prior;
+    from ``cache`` when the same model, synthesis config and seed were distilled before) or
+    real images (--calib); an assumption made on the way is appended to ``notes``."""
     if cfg.data_free:
-        return SYNTHESIZERS.get(ALGORITHMS.get(cfg.method).synthesizer)(canonical, cfg.synth, progress)
+        task = task_of(cfg, loaded)
+        prior = task.synthesis_prior(cfg.synth.label_loss)
+        synthesizer = ALGORITHMS.get(cfg.method).synthesizer
+        bounds = [b.tolist() for b in canonical.input_bounds] if canonical.input_bounds is not None else None
+        key = key_of("calibration", model_hash(canonical.unfolded), synthesizer, to_dict(cfg.synth), task.name,
+                     prior is not None, bounds, canonical.input_prior, canonical.batch)
+        hit = cache.load_tensors("calibration", key) if cache is not None else None
+        if hit is not None:
+            return CalibrationSource(hit[0]["images"], dict(hit[1], cached=True))
+        src = SYNTHESIZERS.get(synthesizer)(canonical, cfg.synth, progress, output_prior=prior)
+        if cache is not None:
+            cache.store_tensors("calibration", key, {"images": src.images}, src.provenance)
+        return src
     if pre is None:
         pre = assumed_preprocess(tuple(loaded.example_input.shape))
         if notes is not None:
@@ -154,9 +176,11 @@ def calibration_source(cfg: RunConfig, loaded: LoadedModel, canonical: Canonical
 
 def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = None, dataset: str | None = None,
              eval_samples: int | None = None, progress: bool = True, log=print, force: bool = False,
-             eval_data: str | Path | None = None) -> RunResult:
+             eval_data: str | Path | None = None, cache: Cache | None = None) -> RunResult:
     """Run the main job and write the bundle to ``out`` (atomically; an existing folder is
     replaced only when it is a bundle edgekit wrote, or with ``force``: see ``bundle.staged_dir``).
+    cache: where synthesized calibration data, FP32 twin artifacts and FP32 outputs are reused
+    from (``edgekit.cache``); None: no cache.
 
     Raises UserError on bad input (``out`` is checked before any work); other exceptions are failures.
     """
@@ -165,6 +189,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         timings: dict[str, float] = {}
         t_all = time.time()
         loaded, canonical, pre = prepare_model(cfg.model, input_shape, cfg)
+        task = task_of(cfg, loaded)
         notes: list[str] = []  # assumptions, said once in the summary and kept in the manifest
         if pre is None:
             notes.append("preprocessing: none declared and no zoo entry; no dataset and no pixel bound are "
@@ -174,6 +199,10 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if eval_data is not None:
             eval_set = load_eval_data(eval_data, pre or assumed_preprocess(tuple(loaded.example_input.shape)),
                                       eval_samples, canonical.input_bounds)
+            if eval_set.labels is not None and ("labels" if eval_set.labels.dim() == 1 else "targets") != task.ground_truth:
+                raise UserError(f"--eval-data {eval_data} gives {'labels' if eval_set.labels.dim() == 1 else 'target images'}"
+                                f"; a {task.name} model is scored against '{task.ground_truth}': give those "
+                                "(or --task to say what the model is)")
             if pre is None and not str(eval_data).endswith(".npz"):
                 notes.append("evaluation images were taken as pixels/255: give --mean/--std or --input-range "
                              "if the model expects otherwise")
@@ -200,7 +229,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         targets = resolve_targets(cfg, plan, log) if cfg.targets or not cfg.quant.mixed_precision else None
 
         t0 = time.time()
-        calib = calibration_source(cfg, loaded, canonical, pre, progress, notes)
+        calib = calibration_source(cfg, loaded, canonical, pre, progress, notes, cache)
         if canonical.batch is not None:  # the program runs exactly this many images at a time
             calib.batch_size, calib.pad_last = canonical.batch, True
         if eval_set is None and not (dataset or loaded.dataset) and len(calib) >= 5:
@@ -218,7 +247,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if cfg.quant.mixed_precision:
             from edgekit.quant.mixed_precision import choose_bits
             t0 = time.time()
-            mp = choose_bits(canonical, calib, cfg.quant.size_budget_kb, cfg.quant.avg_bits)
+            mp = choose_bits(canonical, calib, cfg.quant.size_budget_kb, cfg.quant.avg_bits, task.sensitivity)
             cfg.quant.layer_bits = dict(mp.chosen)
             timings["mixed_precision_s"] = time.time() - t0
             log(f"mixed precision: {mp.chosen_bytes / 1000:.1f} kB of weights (budget {mp.budget_bytes / 1000:.1f} kB), "
@@ -248,7 +277,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             try:
                 with captured_output(tmp / LOWER_LOG):
                     art = t.lower(canonical, recipe, tmp)
-                    fp32_bytes = t.lower(canonical, None, fp32_dir, "fp32").bytes
+                    fp32_bytes = fp32_twin(t, canonical, fp32_dir, cache)
             except Exception as e:
                 why = f"{type(e).__name__}: {first_line(e, empty='no message')}"
                 shutil.rmtree(fp32_dir, ignore_errors=True)
@@ -276,8 +305,9 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         evaluation = None
         if eval_set is not None or dataset:
             t0 = time.time()
-            evaluation = evaluate_bundle_parts(canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
-                                               eval_set if eval_set is not None else dataset, eval_samples, progress)
+            evaluation = evaluate_bundle_parts(task, canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
+                                               eval_set if eval_set is not None else dataset, eval_samples, progress,
+                                               cache)
             timings["evaluate_s"] = time.time() - t0
             for r in evaluation["results"]:
                 if r.get("sqnr_db_vs_fp32", math.inf) < LOW_SQNR_DB:
@@ -287,7 +317,10 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         timings["total_s"] = time.time() - t_all
         manifest = build_manifest(cfg, loaded, canonical, recipe, calib, [e for _, _, e in artifacts],
                                   evaluation, timings)
+        if cache is not None and cache.enabled:
+            manifest["cache"] = {"root": str(cache.root), "reused": sorted(set(cache.hits))}
         manifest["model"]["static_batch"] = canonical.batch
+        manifest["model"]["task"] = task.name
         manifest["notes"] = notes
         if skipped:
             manifest["skipped_targets"] = skipped
@@ -296,7 +329,8 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if mp is not None:
             manifest["quantization"]["mixed_precision"] = {
                 "pareto": "pareto.json", "plot": "pareto.png", "budget_bytes": round(mp.budget_bytes),
-                "weight_bytes": mp.chosen_bytes, "summed_kl": mp.chosen_sensitivity,
+                "weight_bytes": mp.chosen_bytes, "summed_sensitivity": mp.chosen_sensitivity,
+                "sensitivity": task.sensitivity_name,
                 "avg_weight_bits": round(8 * mp.chosen_bytes / sum(li.params for li in mp.layers), 4)}
         bnd.write_json(tmp / bnd.MANIFEST, manifest)
     return RunResult(Path(out), manifest, timings)
@@ -330,26 +364,58 @@ def latency_vs_fp32(path: Path, fp32_dir: Path, runtime: str, ops: dict) -> dict
     return out
 
 
-def evaluate_bundle_parts(canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
-                          dataset: str | EvalData, limit: int | None, progress: bool) -> dict:
-    """The ``evaluation`` section: FP32 top-1, and per artifact its runtime top-1 and agreement
-    with the simulation of ``recipe`` as the artifact's target places it. ``dataset``: a named
-    data set, or EvalData (the user's, or held-out images without labels: then agreement and
-    SQNR only, no top-1)."""
+def fp32_twin(target, canonical: CanonicalModel, fp32_dir: Path, cache: Cache | None) -> int:
+    """Lower the FP32 twin of ``canonical`` for ``target`` into ``fp32_dir`` (``fp32.<suffix>``),
+    from ``cache`` when the same model was lowered by the same converter versions before;
+    returns its size in bytes."""
+    suffix = f".{target.profile.artifact_format}"
+    key = key_of("fp32-artifact", model_hash(canonical.graph_module), target.name, library_versions())
+    hit = cache.lookup("fp32-artifact", key) if cache is not None else None
+    if hit is not None:
+        shutil.copyfile(hit / f"fp32{suffix}", fp32_dir / f"fp32{suffix}")
+        return (fp32_dir / f"fp32{suffix}").stat().st_size
+    art = target.lower(canonical, None, fp32_dir, "fp32")
+    if cache is not None and art.path.name == f"fp32{suffix}":
+        cache.store("fp32-artifact", key, {art.path.name: art.path})
+    return art.bytes
+
+
+def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
+                          dataset: str | EvalData, limit: int | None, progress: bool,
+                          cache: Cache | None = None) -> dict:
+    """The ``evaluation`` section: the task, the references' metrics (``reference``: the FP32
+    model's, and a task's baseline such as bicubic), and per artifact its metrics in its runtime
+    against the ground truth, FP32 and the simulation of ``recipe`` as the artifact's target
+    places it, keyed by metric name. ``dataset``: a named data set, or EvalData (the user's, or
+    held-out images without ground truth: then comparisons with FP32 and the simulation only)."""
     if isinstance(dataset, EvalData):
         data = dataset
     else:
         data = EvalData(*load_dataset(dataset, limit), {"kind": "named data set", "name": dataset})
     images, labels = data.images, data.labels
-    fp32 = float_logits(canonical, images)
-    results = []
+    fp32 = fp32_outputs(canonical, images, cache)
+    results, sims = [], {}
     for target, path in artifacts:
-        sim = simulated_logits(canonical, recipe, target, images) if recipe is not None else None
-        logits, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
-        results.append(score(Path(path).name, target.profile.runtime, logits, labels, fp32, sim, secs))
-    return {"dataset": data.name, "data": data.describe, "num_samples": len(images),
-            "fp32_top1": round(top1(fp32, labels), 6) if labels is not None and is_class_scores(fp32) else None,
-            "results": results}
+        placement = target.profile.placement  # the simulation is the same for targets of one placement
+        if recipe is not None and placement not in sims:
+            sims[placement] = simulated_outputs(canonical, recipe, target, images)
+        sim = sims.get(placement)
+        out, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
+        results.append(score(task, Path(path).name, target.profile.runtime, images, out, labels, fp32, sim, secs))
+    return {"task": task.name, "dataset": data.name, "data": data.describe, "num_samples": len(images),
+            "reference": task.reference(images, labels, fp32), "results": results}
+
+
+def fp32_outputs(canonical: CanonicalModel, images: torch.Tensor, cache: Cache | None) -> torch.Tensor:
+    """The FP32 model's outputs on ``images``, from ``cache`` for the same model and images."""
+    key = key_of("fp32-outputs", model_hash(canonical.unfolded), tensor_hash(images))
+    hit = cache.load_tensors("fp32-outputs", key) if cache is not None else None
+    if hit is not None:
+        return hit[0]["outputs"]
+    out = float_outputs(canonical, images)
+    if cache is not None:
+        cache.store_tensors("fp32-outputs", key, {"outputs": out}, {"num_samples": len(images)})
+    return out
 
 
 def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe,
@@ -416,6 +482,8 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
             check_artifact(p)
             probe_artifact(p)
     entries = [(t, p) for t, p, _ in entries]
+    # version-1 bundles predate tasks: they are classifiers
+    task = TASKS.get(((manifest or {}).get("model") or {}).get("task") or "classification")
     if manifest:
         canonical = canonical_from_bundle(bundle_dir, manifest)
         recipe = QuantRecipe.load(bundle_dir / manifest["quantization"]["recipe"])
@@ -432,16 +500,17 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
         dataset = load_eval_data(eval_data, pre, limit, recorded.bounds() if recorded else None)
     if not dataset:
         raise UserError(f"no evaluation data known for {path}; give --eval-data PATH (a class-per-folder "
-                        "image folder or an .npz with images and labels) or --dataset (fashion-mnist, imagenet-photos)")
+                        "image folder or an .npz with images and labels) or --dataset (fashion-mnist, imagenet-photos, sr-photos)")
     artifacts = [(TARGETS.get(t), p) for t, p in entries]
     if canonical is not None:
-        return evaluate_bundle_parts(canonical, recipe, artifacts, dataset, limit, progress)
-    images, labels = load_dataset(dataset, limit)
+        return evaluate_bundle_parts(task, canonical, recipe, artifacts, dataset, limit, progress)
+    task = task_of_dataset(dataset) or task  # a lone artifact: the named data set's task
+    images, targets = load_dataset(dataset, limit)
     results = []
     for target, p in artifacts:
-        logits, secs = run_artifact(target, p, images, progress)
-        results.append(score(p.name, target.profile.runtime, logits, labels, None, None, secs))
-    return {"dataset": dataset, "num_samples": len(labels), "fp32_top1": None, "results": results}
+        out, secs = run_artifact(target, p, images, progress)
+        results.append(score(task, p.name, target.profile.runtime, images, out, targets, None, None, secs))
+    return {"task": task.name, "dataset": dataset, "num_samples": len(images), "reference": {}, "results": results}
 
 
 def canonical_from_bundle(bundle_dir: Path, manifest: dict) -> CanonicalModel:

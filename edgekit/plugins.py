@@ -14,6 +14,8 @@ _MODULES = (
     "edgekit.backends.simulation",
     "edgekit.backends.onnx_qdq",
     "edgekit.profiling.transports",
+    "edgekit.tasks.classification",
+    "edgekit.tasks.super_resolution",
 )
 
 for _name in _MODULES:

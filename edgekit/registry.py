@@ -1,4 +1,4 @@
-"""The one registration mechanism: named algorithms, targets, placements, models and transports.
+"""The one registration mechanism: named algorithms, targets, placements, tasks, models and transports.
 
 Each registry maps a name to an object (a function, a ``Target``, a factory). Registration is
 explicit, by decorator or call, in the module that defines the object; ``edgekit.plugins``
@@ -62,3 +62,4 @@ MODELS: Registry = Registry("zoo model")
 TRANSPORTS: Registry = Registry("device transport", "--device")
 SYNTHESIZERS: Registry = Registry("data synthesizer")
 PLACEMENTS: Registry = Registry("placement policy")
+TASKS: Registry = Registry("task", "--task")

@@ -2,23 +2,26 @@
 from __future__ import annotations
 
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
-
-
 def evaluation_table(ev: dict | None) -> str:
-    """Per-artifact top-1, agreement with the simulation and with FP32, SQNR (dB)."""
+    """Per-artifact metrics of the evaluation's task (its ``columns``), then SQNR and seconds;
+    the references' metrics (FP32, a task's baseline) on the first line."""
     if not ev:
         return "no evaluation (no data for this model; give --eval-data PATH)"
+    from edgekit.registry import TASKS
+    task = TASKS.get(ev.get("task") or "classification")
     what = (ev.get("data") or {}).get("kind", "")
-    lines = [f"evaluation on {ev['dataset']}{f' ({what})' if what and what not in ev['dataset'] and not what.startswith('held-out') else ''} "
-             f"({ev['num_samples']} images), fp32 top-1 {_pct(ev.get('fp32_top1'))}",
-             f"{'artifact':16s} {'runtime':10s} {'top-1':>8s} {'sim top-1':>9s} {'agree sim':>9s} "
-             f"{'agree fp32':>10s} {'SQNR dB':>8s} {'time s':>7s}"]
+    refs = ev.get("reference") or ({"fp32": {"top1": ev["fp32_top1"]}} if ev.get("fp32_top1") is not None else {})
+    shown = {c.key: c for c in task.columns}
+    ref_text = "; ".join(f"{name} " + ", ".join(f"{shown[k].header if k in shown else k} "
+                                                 f"{shown[k].show(v) if k in shown else v}" for k, v in m.items())
+                         for name, m in refs.items())
+    lines = [f"evaluation ({task.name}) on {ev['dataset']}"
+             f"{f' ({what})' if what and what not in ev['dataset'] and not what.startswith('held-out') else ''} "
+             f"({ev['num_samples']} images){': ' + ref_text if ref_text else ''}",
+             f"{'artifact':16s} {'runtime':10s} " + " ".join(f"{c.header:>12s}" for c in task.columns) + f" {'time s':>7s}"]
     for r in ev["results"]:
-        lines.append(f"{r['file']:16s} {r['runtime']:10s} {_pct(r.get('top1')):>8s} {_pct(r.get('simulation_top1')):>9s} "
-                     f"{_pct(r.get('agreement_with_simulation')):>9s} {_pct(r.get('agreement_with_fp32')):>10s} "
-                     f"{r.get('sqnr_db_vs_fp32', float('nan')):8.2f} {r['seconds']:7.1f}")
+        lines.append(f"{r['file']:16s} {r['runtime']:10s} " + " ".join(f"{c.show(r.get(c.key)):>12s}" for c in task.columns)
+                     + f" {r['seconds']:7.1f}")
     return "\n".join(lines)
 
 

@@ -1,13 +1,17 @@
 """Shared helpers: run the real ``edgekit`` CLI as a subprocess from the repository root."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the runs of a test session share one cache, never the user's (edgekit.cache)
+os.environ.setdefault("EDGEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="edgekit-test-cache-"))
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

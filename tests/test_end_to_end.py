@@ -44,11 +44,11 @@ def test_artifacts_match_fp32_and_simulation(bundle):
     out, _ = bundle
     ev = json.loads((out / "manifest.json").read_text())["evaluation"]
     assert ev["dataset"] == "fashion-mnist" and ev["num_samples"] == 400
-    assert ev["fp32_top1"] > 0.9
+    assert ev["reference"]["fp32"]["top1"] > 0.9
     assert {r["runtime"] for r in ev["results"]} == {"executorch", "litert"}
     for r in ev["results"]:
         assert 0 <= r["top1"] <= 1
-        assert r["top1"] >= ev["fp32_top1"] - 0.03, r
+        assert r["top1"] >= ev["reference"]["fp32"]["top1"] - 0.03, r
         assert r["agreement_with_simulation"] >= 0.99, r
 
 
@@ -76,7 +76,7 @@ def test_real_calibration_through_calib_npz(tmp_path, cli):
     assert m["quantization"]["calibration"]["kind"] == "real"
     assert m["quantization"]["calibration"]["num_samples"] == 64
     (r,) = m["evaluation"]["results"]
-    assert r["agreement_with_simulation"] >= 0.99 and r["top1"] >= m["evaluation"]["fp32_top1"] - 0.03
+    assert r["agreement_with_simulation"] >= 0.99 and r["top1"] >= m["evaluation"]["reference"]["fp32"]["top1"] - 0.03
 
 
 def test_eval_refuses_a_bundle_whose_artifact_changed(bundle, cli, tmp_path):
@@ -92,3 +92,30 @@ def test_eval_refuses_a_bundle_whose_artifact_changed(bundle, cli, tmp_path):
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
         assert "model.tflite is corrupted" in lines[0] and "sha256" in lines[0]
+
+
+def test_eval_reads_a_version_1_bundle_and_refuses_a_newer_one(bundle, cli, tmp_path):
+    """A bundle written before tasks (manifest_version 1: no model task, ``fp32_top1``) is a
+    classifier and evaluates as one; a manifest_version this edgekit does not know is refused in
+    one line, exit 2, before any runtime runs."""
+    import shutil
+    out, _ = bundle
+    old = tmp_path / "v1"
+    shutil.copytree(out, old)
+    m = json.loads((old / "manifest.json").read_text())
+    m["manifest_version"] = 1
+    del m["model"]["task"]
+    ev = m["evaluation"]
+    ev["fp32_top1"] = ev.pop("reference")["fp32"]["top1"]
+    del ev["task"]
+    (old / "manifest.json").write_text(json.dumps(m))
+    proc = cli("eval", str(old), "--limit", "50", "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert got["task"] == "classification" and got["reference"]["fp32"]["top1"] > 0.8
+    assert {r["file"] for r in got["results"]} == {"model.pte", "model.tflite"}
+    m["manifest_version"] = 99
+    (old / "manifest.json").write_text(json.dumps(m))
+    proc = cli("eval", str(old), "--limit", "8", "--no-progress")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "manifest_version 99" in lines[0], proc.stderr[-2000:]

@@ -28,7 +28,7 @@ def test_factory_spec_and_errors():
 
 def test_mobilenet_v2_takes_torchvision_weights_and_classifies_real_photos():
     """torchvision's checkpoint loads by key name (strict) and classifies foolbox's photos."""
-    from edgekit.data.datasets import load_dataset
+    from edgekit.tasks.base import load_dataset
     loaded = load_model("mobilenet_v2")
     x, y = load_dataset("imagenet-photos")
     with torch.no_grad():

@@ -123,7 +123,7 @@ def test_evaluation_on_the_users_folder_and_held_out_without_labels(cli, static_
             "--eval-data", str(tmp_path / "eval"), "--target", "executorch-xnnpack", *SMALL)
     assert p.returncode == 0, p.stderr[-3000:]
     ev = json.loads((out / "manifest.json").read_text())["evaluation"]
-    assert ev["data"]["kind"] == "folder" and ev["num_samples"] == 6 and ev["fp32_top1"] is not None
+    assert ev["data"]["kind"] == "folder" and ev["num_samples"] == 6 and ev["reference"]["fp32"]["top1"] is not None
     (r,) = ev["results"]
     assert 0 <= r["top1"] <= 1 and r["agreement_with_simulation"] >= 5 / 6
     p = cli("eval", str(out), "--eval-data", str(tmp_path / "eval"), "--json", "--no-progress")
@@ -134,7 +134,7 @@ def test_evaluation_on_the_users_folder_and_held_out_without_labels(cli, static_
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((out2 / "manifest.json").read_text())
     ev = m["evaluation"]
-    assert ev["data"]["kind"] == "held-out synthetic images" and ev["fp32_top1"] is None
+    assert ev["data"]["kind"] == "held-out synthetic images" and "fp32" not in ev["reference"]
     assert ev["num_samples"] == 1 and m["quantization"]["calibration"]["num_samples"] == 7
     (r,) = ev["results"]
     assert "top1" not in r and "agreement_with_fp32" in r and "sqnr_db_vs_fp32" in r
@@ -189,7 +189,7 @@ def test_a_non_square_model_with_a_map_output_and_constant_operands(cli, tmp_pat
     assert p.returncode == 0, p.stderr[-3000:]
     m = json.loads((out / "manifest.json").read_text())
     ev = m["evaluation"]
-    assert ev["num_samples"] == 4 and ev["fp32_top1"] is None and "no labels" in ev["data"]["note"]
+    assert ev["num_samples"] == 4 and "fp32" not in ev["reference"] and "no labels" in ev["data"]["note"]
     (r,) = ev["results"]
     assert "agreement_with_fp32" not in r and "top1" not in r and "not class scores" in r["output"]
     assert r["sqnr_db_vs_fp32"] > 15 and r["sqnr_db_vs_simulation"] > 25

@@ -1,4 +1,5 @@
-"""Evaluation data sets and the preprocessing that turns images into model inputs.
+"""Preprocessing that turns images into model inputs, and the classification data sets'
+loaders (each task names its data sets: ``edgekit.tasks``).
 
 ``fashion-mnist``: the real 10,000-image Fashion-MNIST test split (shipped), 1x28x28.
 ``imagenet-photos``: foolbox 3.3.4's 20 labelled ImageNet photos (real, label in the file
@@ -150,17 +151,10 @@ def foolbox_photos() -> tuple[list[Path], list[int]]:
     return files, [int(f.stem.split("_")[-1]) for f in files]
 
 
-def load_dataset(name: str, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images float32 [N, C, H, W] (model input) and labels int64 [N] of data set ``name``.
-
-    Raises UserError for an unknown name.
-    """
-    if name == "fashion-mnist":
-        from edgekit.data.fashion_mnist import load_tensors
-        return load_tensors("test", limit)
-    if name == "imagenet-photos":
-        files, labels = foolbox_photos()
-        files, labels = files[:limit], labels[:limit]
-        arr = np.stack([IMAGENET.image(Image.open(f)) for f in files])
-        return IMAGENET.tensor(arr), torch.tensor(labels)
-    raise UserError(f"unknown data set {name!r}: known ones are fashion-mnist, imagenet-photos")
+def load_imagenet_photos(limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """foolbox's labelled ImageNet photos as model inputs float32 [N, 3, 224, 224] (``IMAGENET``
+    preprocessing) and labels int64 [N]. Raises UserError when foolbox is missing."""
+    files, labels = foolbox_photos()
+    files, labels = files[:limit], labels[:limit]
+    arr = np.stack([IMAGENET.image(Image.open(f)) for f in files])
+    return IMAGENET.tensor(arr), torch.tensor(labels)

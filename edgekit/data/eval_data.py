@@ -4,8 +4,10 @@ Folder: one subfolder per class holding its images (any depth); class indices fr
 ``classes.txt`` (one class name per line, line i = index i) or ``class_index.json`` (a list of
 names, or ``{name: index}``) at the top, else the sorted subfolder names (torchvision's
 ImageFolder rule). ``.npz``: ``images`` (uint8 [N, H, W(, C)] or float32 model inputs
-[N, C, H, W]) and ``labels`` (integers [N]); without ``labels`` (a model whose output is not a
-class: a detection map, a text sequence) FP32 is the only reference. Images become inputs through the model's declared
+[N, C, H, W]) and ``labels`` (integers [N]), or, for an image-to-image model (super-resolution),
+``targets``: the ground-truth output images (uint8 [N, H, W], [N, H, W, C] or [N, C, H, W], or
+float32 [N, C, H, W] in [0, 1]); with neither (a detection map, a text sequence) FP32 is the
+only reference. Images become inputs through the model's declared
 preprocessing; nothing is inferred from a shape.
 """
 from __future__ import annotations
@@ -25,8 +27,9 @@ from edgekit.errors import UserError
 
 @dataclass
 class EvalData:
-    """Evaluation inputs float32 [N, C, H, W], labels int64 [N] (None: no labels, so agreement
-    and SQNR only), and what they are (``describe``: kind, path or source, count)."""
+    """Evaluation inputs float32 [N, C, H, W], the ground truth (``labels``: class indices int64
+    [N], or target images float32 [N, C, H', W'] in [0, 1]; None: FP32 is the only reference),
+    and what they are (``describe``: kind, path or source, count)."""
     images: torch.Tensor
     labels: torch.Tensor | None
     describe: dict = field(default_factory=dict)
@@ -99,6 +102,12 @@ def load_eval_data(path: str | Path, pre: Preprocess, limit: int | None = None,
     if "images" not in arrays:
         raise UserError(f"{p} must hold the array 'images' (and 'labels' for top-1; it has {', '.join(sorted(arrays)) or 'none'})")
     images = images_from_array(arrays["images"], p, pre, bounds)
+    if "targets" in arrays:
+        if "labels" in arrays:
+            raise UserError(f"{p} holds both 'labels' and 'targets'; give labels for a classifier, targets for an "
+                            "image-to-image model")
+        return EvalData(images[:limit], target_images(arrays["targets"], p, len(images))[:limit],
+                        {"kind": "npz", "name": p.name, "path": str(p)})
     if "labels" not in arrays:  # a model whose output is not a class (a map, a sequence): FP32 is the reference
         return EvalData(images[:limit], None, {"kind": "npz", "name": p.name, "path": str(p),
                                                "note": "no labels: agreement and SQNR against FP32 only"})
@@ -112,3 +121,26 @@ def load_eval_data(path: str | Path, pre: Preprocess, limit: int | None = None,
         images, labels = images[:limit], labels[:limit]
     return EvalData(images, torch.from_numpy(labels.astype(np.int64)),
                     {"kind": "npz", "name": p.name, "path": str(p)})
+
+
+def target_images(arr: np.ndarray, path: Path, n: int) -> torch.Tensor:
+    """Ground-truth images of an image-to-image task -> float32 [N, C, H, W] in [0, 1]: uint8
+    [N, H, W], [N, H, W, C] or [N, C, H, W] (C in 1, 3), or float [N, C, H, W] in [0, 1].
+    Raises UserError naming the file for another count, shape, dtype or range."""
+    if len(arr) != n or arr.ndim not in (3, 4):
+        raise UserError(f"{path}: 'targets' must be {n} images [N, H, W(, C)] or [N, C, H, W] (it is "
+                        f"{arr.dtype} {tuple(arr.shape)})")
+    if arr.dtype == np.uint8:
+        x = torch.from_numpy(np.ascontiguousarray(arr)).float() / 255
+        if x.dim() == 3:
+            x = x[:, None]
+        elif x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+            x = x.permute(0, 3, 1, 2).contiguous()
+        return x
+    if arr.dtype.kind == "f" and arr.ndim == 4 and arr.shape[1] in (1, 3):
+        x = torch.from_numpy(arr.astype(np.float32))
+        if not torch.isfinite(x).all() or float(x.min()) < 0 or float(x.max()) > 1:
+            raise UserError(f"{path}: float 'targets' must be finite images in [0, 1]")
+        return x
+    raise UserError(f"{path}: 'targets' of dtype {arr.dtype} and shape {tuple(arr.shape)}; give uint8 images "
+                    "or float32 [N, C, H, W] in [0, 1]")

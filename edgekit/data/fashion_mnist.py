@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekit.data.shipped import shipped_dir
+
 MEAN = 0.2860
 STD = 0.3530
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-_PKG = Path(__file__).resolve().parents[1]
-# the source tree's calibration/, or the copy packaged in the wheel (pyproject's package-dir)
-SHIPPED_DIR = next((d for d in (_PKG.parent / "calibration" / "fashion-mnist", _PKG / "calibration" / "fashion-mnist")
-                    if d.is_dir()), _PKG.parent / "calibration" / "fashion-mnist")
+SHIPPED_DIR = shipped_dir("fashion-mnist")
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -22,13 +22,15 @@ DEFAULT_MODEL = "resnet20_fmnist"
 class LoadedModel:
     """A model and what it takes: name, module or exported program, example input float32
     [B, C, H, W] (B: the batch a .pt2 was exported for, else 1), the evaluation data set name and
-    the preprocessing (zoo entries only: never guessed from a shape), its synthesis budget."""
+    the preprocessing (zoo entries only: never guessed from a shape), its synthesis budget, and
+    its task (a name in ``edgekit.registry.TASKS``; None: the user's --task, else classification)."""
     name: str
     model: torch.nn.Module | torch.export.ExportedProgram
     example_input: torch.Tensor
     dataset: str | None
     synth: SynthConfig = field(default_factory=SynthConfig)  # data-free budget that fits 2 CPU cores
     preprocess: object | None = None  # edgekit.data.datasets.Preprocess of a zoo entry
+    task: str | None = None
 
 
 @MODELS.register("resnet20_fmnist")
@@ -59,6 +61,18 @@ def mobilenet_v2() -> LoadedModel:
     from edgekit.data.datasets import IMAGENET
     return LoadedModel("mobilenet_v2", model.eval(), torch.zeros(1, 3, 224, 224), "imagenet-photos",
                        SynthConfig(num_samples=8, batch_size=8, iterations=60), IMAGENET)
+
+
+@MODELS.register("espcn_x3")
+def espcn_x3() -> LoadedModel:
+    """ESPCN x3 super-resolution (Shi et al. 2016) trained on real photos by
+    examples/train_espcn.py: the luma Y of a 64x64 image in [0, 1] (pixels/255) -> 192x192."""
+    from edgekit.data.datasets import Preprocess
+    from edgekit.models.espcn import ESPCN
+    model = ESPCN(scale=3)
+    model.load_state_dict(torch.load(CHECKPOINTS / "espcn_x3.pt", map_location="cpu"))
+    return LoadedModel("espcn_x3", model.eval(), torch.zeros(1, 1, 64, 64), "sr-photos",
+                       preprocess=Preprocess(1, 64, (0.0,), (1.0,)), task="super_resolution")
 
 
 def _load_pt2(path: Path) -> LoadedModel:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import fx
@@ -94,9 +95,14 @@ def budget_bytes(layers: list[LayerInfo], size_budget_kb: float | None, avg_bits
     return budget
 
 
-def _kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
+    """ZeroQ's measure (Sec. 3.2): KL(softmax(p) || softmax(q)) in nats, averaged over the rows
+    of logits [N, K]."""
     logp, logq = torch.log_softmax(p_logits, 1), torch.log_softmax(q_logits, 1)
     return float((logp.exp() * (logp - logq)).sum(1).mean())
+
+
+Sensitivity = Callable[[torch.Tensor, torch.Tensor], float]  # (reference outputs, quantized outputs) -> >= 0
 
 
 def rtn_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
@@ -108,9 +114,11 @@ def rtn_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
 
 @torch.no_grad()
 def sensitivities(canonical: CanonicalModel, images: torch.Tensor, bits: tuple[int, ...] = CANDIDATE_BITS,
-                  max_images: int = 256) -> dict[str, dict[int, float]]:
-    """KL sensitivity (nats, >= 0) of every weighted layer at each bit width on ``images``
-    (float32 [N, C, H, W], the first ``max_images`` used)."""
+                  max_images: int = 256, measure: Sensitivity | None = None) -> dict[str, dict[int, float]]:
+    """Sensitivity (>= 0) of every weighted layer at each bit width on ``images`` (float32
+    [N, C, H, W], the first ``max_images`` used): ``measure`` (the task's; None: ZeroQ's KL of
+    the softmax outputs, nats) between the outputs with that layer's weights rounded and FP32."""
+    measure = measure or kl_divergence
     gm = canonical.graph_module
     x = images[:max_images]
     ref = gm(x)
@@ -122,7 +130,7 @@ def sensitivities(canonical: CanonicalModel, images: torch.Tensor, bits: tuple[i
         out[n.name] = {}
         for b in bits:
             setattr(owner, attr, torch.nn.Parameter(rtn_weight(w.detach(), b), requires_grad=False))
-            out[n.name][b] = max(0.0, _kl(ref, gm(x)))
+            out[n.name][b] = max(0.0, measure(ref, gm(x)))
         setattr(owner, attr, w)
     return out
 
@@ -146,15 +154,16 @@ def pareto_frontier(layers: list[LayerInfo], sens: dict[str, dict[int, float]],
 
 
 def choose_bits(canonical: CanonicalModel, calib: CalibrationSource, size_budget_kb: float | None = None,
-                avg_bits: float | None = None) -> MixedPrecisionResult:
-    """Per-layer weight bits in {2, 4, 8} of least summed sensitivity within the budget.
+                avg_bits: float | None = None, measure: Sensitivity | None = None) -> MixedPrecisionResult:
+    """Per-layer weight bits in {2, 4, 8} of least summed sensitivity (``measure``, the task's;
+    None: KL) within the budget.
 
     Raises UserError for a missing/invalid budget or one below the all-2-bit model.
     """
     gm = canonical.graph_module
     layers = layer_infos(gm)
     budget = budget_bytes(layers, size_budget_kb, avg_bits)
-    sens = sensitivities(canonical, calib.images)
+    sens = sensitivities(canonical, calib.images, measure=measure)
     front = pareto_frontier(layers, sens)
     size, k, assign = min((p for p in front if p[0] <= budget), key=lambda p: p[1])
     total = sum(li.params for li in layers)

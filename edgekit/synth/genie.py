@@ -23,7 +23,7 @@ from edgekit.config import SynthConfig
 from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import CanonicalModel
 from edgekit.registry import SYNTHESIZERS
-from edgekit.synth.bn_loss import BNStatLoss, ClassPrior
+from edgekit.synth.bn_loss import BNStatLoss
 from edgekit.synth.zeroq import require_bn
 
 _CONV = torch.ops.aten.conv2d.default
@@ -89,13 +89,14 @@ class SwingBNStatLoss(BNStatLoss):
         return super().call_function(target, args, kwargs)
 
 
-def genie_distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) -> CalibrationSource:
+def genie_distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True,
+                  output_prior=None) -> CalibrationSource:
     """Synthesize ``cfg.num_samples`` images float32 [N, C, H, W] with Genie-D.
 
     Per batch of ``cfg.batch_size``: a new generator and per-sample latents (float32
     [B, cfg.latent_dim]) trained with Adam (``cfg.generator_lr``, ``cfg.latent_lr``) for
-    ``cfg.iterations`` steps on the BN-statistics loss (+ ``cfg.label_loss`` x cross-entropy to
-    a random class, when > 0). Deterministic for a given ``cfg.seed`` on one machine.
+    ``cfg.iterations`` steps on the BN-statistics loss, plus the task's ``output_prior`` when
+    given (a factory as in ``edgekit.synth.zeroq.distill``; classification's is the class prior). Deterministic for a given ``cfg.seed`` on one machine.
     Raises UserError when the model has no BatchNorm layer.
     """
     require_bn(canonical)
@@ -119,13 +120,14 @@ def genie_distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = 
         opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.generator_lr, betas=(0.5, 0.999))
         opt_z = torch.optim.Adam([z], lr=cfg.latent_lr, betas=(0.5, 0.999))
         sched = [torch.optim.lr_scheduler.CosineAnnealingLR(o, max(1, cfg.iterations)) for o in (opt_g, opt_z)]
-        prior = ClassPrior(cfg.label_loss, n, g)
+        prior = output_prior(n, g) if output_prior is not None else None
         gen.train()
         for _ in range(cfg.iterations):
             opt_g.zero_grad(set_to_none=True)
             opt_z.zero_grad(set_to_none=True)
             loss = bn_loss.loss(gen(z))
-            loss = loss + prior(bn_loss.last_output)
+            if prior is not None:
+                loss = loss + prior(bn_loss.last_output)
             loss.backward()
             opt_g.step()
             opt_z.step()
@@ -138,7 +140,7 @@ def genie_distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = 
     bar.close()
     return CalibrationSource(torch.cat(batches), {
         "kind": "synthetic", "method": "genie", "num_samples": total, "seed": cfg.seed,
-        "iterations": cfg.iterations, "swing": cfg.swing, "seconds": round(time.time() - t0, 2)})
+        "iterations": cfg.iterations, "swing": cfg.swing, "output_prior": output_prior is not None, "seconds": round(time.time() - t0, 2)})
 
 
 SYNTHESIZERS.register("genie", genie_distill)

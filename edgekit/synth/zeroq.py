@@ -16,7 +16,7 @@ from edgekit.data.calibration import CalibrationSource
 from edgekit.errors import UserError
 from edgekit.models.canonical import CanonicalModel
 from edgekit.registry import SYNTHESIZERS
-from edgekit.synth.bn_loss import BNStatLoss, ClassPrior, input_prior_loss
+from edgekit.synth.bn_loss import BNStatLoss, input_prior_loss
 
 
 def require_bn(canonical: CanonicalModel) -> None:
@@ -26,10 +26,14 @@ def require_bn(canonical: CanonicalModel) -> None:
                         "statistics to match; give real calibration images with --calib PATH")
 
 
-def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) -> CalibrationSource:
+def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True,
+            output_prior=None) -> CalibrationSource:
     """Distil ``cfg.num_samples`` images float32 [N, C, H, W] from the model's BN statistics.
 
-    Deterministic for a given ``cfg.seed``. Raises UserError when the model has no BN layer.
+    output_prior: the task's loss on the model's outputs, a factory (n images, generator) ->
+    (outputs -> scalar) given by ``Task.synthesis_prior`` (classification: the class prior);
+    None: BN statistics and the input prior only. Deterministic for a given ``cfg.seed``.
+    Raises UserError when the model has no BN layer.
     """
     require_bn(canonical)
     t0 = time.time()
@@ -53,12 +57,13 @@ def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) 
         if bounds is not None:
             x = torch.maximum(torch.minimum(x, hi), lo)
         x.requires_grad_(True)
-        prior = ClassPrior(cfg.label_loss, n, g)
+        prior = output_prior(n, g) if output_prior is not None else None
         opt = torch.optim.Adam([x], lr=cfg.lr)
         for _ in range(cfg.iterations):
             opt.zero_grad(set_to_none=True)
             loss = bn_loss.loss(x) + input_prior_loss(x, p_mean, p_std)
-            loss = loss + prior(bn_loss.last_output)
+            if prior is not None:
+                loss = loss + prior(bn_loss.last_output)
             loss.backward()
             opt.step()
             if bounds is not None:  # keep pixels inside the valid image range
@@ -70,7 +75,7 @@ def distill(canonical: CanonicalModel, cfg: SynthConfig, progress: bool = True) 
     bar.close()
     return CalibrationSource(torch.cat(batches), {
         "kind": "synthetic", "method": "zeroq", "num_samples": total, "seed": cfg.seed,
-        "iterations": cfg.iterations, "label_loss": cfg.label_loss, "seconds": round(time.time() - t0, 2)})
+        "iterations": cfg.iterations, "output_prior": output_prior is not None, "seconds": round(time.time() - t0, 2)})
 
 
 SYNTHESIZERS.register("zeroq", distill)

@@ -80,7 +80,8 @@ def test_equalization_with_relu6_changes_nothing_within_the_bn_bounds():
 def test_equalization_narrows_the_int8_error_of_the_shared_tensor():
     """With the producer's per-tensor range taken from BN statistics, equalization gives the
     narrow channels more of the grid: the simulated output is closer to FP32."""
-    from edgekit.evaluation import sqnr_db, simulated_logits
+    from edgekit.evaluation import simulated_outputs
+    from edgekit.tasks.base import sqnr_db
     from edgekit.registry import TARGETS
     can = _canonical("relu")
     calib = _calib(32)
@@ -90,7 +91,7 @@ def test_equalization_narrows_the_int8_error_of_the_shared_tensor():
         cfg = QuantConfig(bn_ranges="replace", bn_range_sigmas=6.0, equalize=eq)
         r = calibrate(can, cfg, calib, "zeroq", progress=False)
         assert bool(r.rounded_weights) == eq and bool(r.biases) == eq
-        sqnr[eq] = sqnr_db(ref, simulated_logits(can, r, TARGETS.get("simulation"), calib.images))
+        sqnr[eq] = sqnr_db(ref, simulated_outputs(can, r, TARGETS.get("simulation"), calib.images))
     assert sqnr[True] > sqnr[False] + 1.0, sqnr
 
 

@@ -1,0 +1,159 @@
+"""A content-addressed cache of what does not change between runs of the same model: the
+synthesized calibration images, the FP32 twin artifacts, the FP32 model's outputs on an
+evaluation set. Each entry is keyed by the sha256 of everything it depends on (the model's
+hash, the config, the seed, library versions).
+
+Layout: ``<root>/<kind>/<key>/`` holding the payload files and ``entry.json`` (each file's
+sha256 and size). An entry is written into a temporary folder and renamed into place, so a
+killed run leaves no entry; one whose files do not match ``entry.json`` (corrupt, truncated,
+edited) is removed and rebuilt, never trusted. The root is ``$EDGEKIT_CACHE_DIR``, else
+``$XDG_CACHE_HOME/edgekit``, else ``~/.cache/edgekit``; edgekit only ever deletes inside it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from edgekit.bundle import sha256_file
+from edgekit.version import __version__
+
+ENTRY = "entry.json"
+KINDS = ("calibration", "fp32-artifact", "fp32-outputs")
+
+
+def default_root() -> Path:
+    """The cache folder: $EDGEKIT_CACHE_DIR, else $XDG_CACHE_HOME/edgekit, else ~/.cache/edgekit."""
+    if os.environ.get("EDGEKIT_CACHE_DIR"):
+        return Path(os.environ["EDGEKIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "edgekit"
+
+
+def key_of(*parts) -> str:
+    """The hex sha256 of ``parts`` (JSON-able values; others by ``str``), with edgekit's and
+    torch's versions, so an upgrade never reads an older entry."""
+    blob = json.dumps([__version__, torch.__version__, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of the converters and runtimes an FP32 artifact depends on (None: not installed)."""
+    from importlib import metadata
+    out = {}
+    for pkg in ("executorch", "torchao", "litert-torch", "ai-edge-litert", "onnx", "onnxruntime", "onnxscript"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def tensor_hash(t: torch.Tensor) -> str:
+    """The hex sha256 of a tensor's dtype, shape and bytes."""
+    t = t.detach().contiguous().cpu()
+    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def model_hash(gm: torch.nn.Module) -> str:
+    """The hex sha256 of a graph module's code and of every parameter and buffer (name, dtype,
+    shape, bytes): two models with the same hash compute the same function."""
+    h = hashlib.sha256(getattr(gm, "code", type(gm).__name__).encode())
+    for name, t in sorted({**dict(gm.named_parameters()), **dict(gm.named_buffers())}.items()):
+        t = t.detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class Cache:
+    """The cache at ``root`` (None: :func:`default_root`); ``enabled=False`` (``--no-cache``)
+    makes every lookup miss and every store a no-op."""
+
+    def __init__(self, root: Path | None = None, enabled: bool = True) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.enabled = enabled
+        self.hits: list[str] = []  # "<kind>" of each hit, for the run's timings and notes
+
+    def _dir(self, kind: str, key: str) -> Path:
+        assert kind in KINDS and len(key) == 64 and all(c in "0123456789abcdef" for c in key), (kind, key)
+        return self.root / kind / key
+
+    def lookup(self, kind: str, key: str) -> Path | None:
+        """The folder of a valid entry, or None. An entry whose files do not match its
+        ``entry.json`` is removed (and so rebuilt by the caller)."""
+        if not self.enabled:
+            return None
+        d = self._dir(kind, key)
+        try:
+            files = json.loads((d / ENTRY).read_text())["files"]
+            ok = all((d / name).is_file() and (d / name).stat().st_size == meta["bytes"]
+                     and sha256_file(d / name) == meta["sha256"] for name, meta in files.items())
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
+            return None
+        self.hits.append(kind)
+        return d
+
+    def store(self, kind: str, key: str, files: dict[str, Path]) -> None:
+        """Copy ``files`` (name in the entry -> source path) into a new entry, atomically;
+        best effort: a full or read-only disk leaves the run unaffected."""
+        if not self.enabled:
+            return
+        d = self._dir(kind, key)
+        try:
+            d.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=".tmp-"))
+            meta = {}
+            for name, src in files.items():
+                shutil.copyfile(src, tmp / name)
+                meta[name] = {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
+            (tmp / ENTRY).write_text(json.dumps({"files": meta, "edgekit_version": __version__}))
+            try:
+                os.rename(tmp, d)  # atomic; another run may have stored the same entry first
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
+
+    def load_tensors(self, kind: str, key: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """(tensors, metadata) of a ``store_tensors`` entry, or None."""
+        d = self.lookup(kind, key)
+        if d is None:
+            return None
+        try:
+            tensors = torch.load(d / "tensors.pt", map_location="cpu", weights_only=True)
+            return tensors, json.loads((d / "meta.json").read_text())
+        except Exception:  # a payload that passed its checksum but does not load: drop it
+            shutil.rmtree(d, ignore_errors=True)
+            self.hits.pop()
+            return None
+
+    def store_tensors(self, kind: str, key: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Store tensors and JSON metadata under (kind, key)."""
+        if not self.enabled:
+            return
+        with tempfile.TemporaryDirectory() as t:
+            torch.save({k: v.detach().contiguous() for k, v in tensors.items()}, Path(t) / "tensors.pt")
+            (Path(t) / "meta.json").write_text(json.dumps(meta, default=str))
+            self.store(kind, key, {"tensors.pt": Path(t) / "tensors.pt", "meta.json": Path(t) / "meta.json"})
+
+    def clear(self) -> int:
+        """Remove every entry (only the kinds edgekit writes); returns the bytes freed."""
+        freed = 0
+        for kind in KINDS:
+            d = self.root / kind
+            if d.is_dir():
+                freed += sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+                shutil.rmtree(d)
+        return freed

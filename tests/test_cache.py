@@ -1,0 +1,98 @@
+"""The content-addressed cache (edgekit.cache): entries are written atomically, a corrupt or
+half-written entry is detected and rebuilt, never trusted, and ``--no-cache`` / ``edgekit cache
+clear`` do what they say. The whole-run effect is measured by benchmarks/main_job.py."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from edgekit.cache import Cache, key_of, model_hash, tensor_hash
+
+
+def test_keys_depend_on_every_part_and_model_hash_on_weights():
+    assert key_of("a", 1) == key_of("a", 1) != key_of("a", 2)
+    m = torch.nn.Conv2d(1, 2, 3)
+    before = model_hash(m)
+    with torch.no_grad():
+        m.weight[0, 0, 0, 0] += 1e-6
+    assert model_hash(m) != before
+    assert tensor_hash(torch.zeros(2)) != tensor_hash(torch.zeros(3)) != tensor_hash(torch.zeros(3, dtype=torch.int32))
+
+
+def test_store_then_load_and_no_cache(tmp_path):
+    c = Cache(tmp_path)
+    k = key_of("x")
+    assert c.load_tensors("calibration", k) is None
+    c.store_tensors("calibration", k, {"images": torch.arange(6.0).view(2, 3)}, {"seed": 3})
+    tensors, meta = c.load_tensors("calibration", k)
+    assert torch.equal(tensors["images"], torch.arange(6.0).view(2, 3)) and meta == {"seed": 3}
+    assert c.hits == ["calibration"]
+    assert Cache(tmp_path, enabled=False).load_tensors("calibration", k) is None
+    assert not list((tmp_path / "calibration").glob(".tmp-*"))  # nothing half-written left
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "drop_entry", "bad_json"])
+def test_a_damaged_entry_is_rebuilt_not_trusted(tmp_path, damage):
+    c = Cache(tmp_path)
+    k = key_of("y")
+    c.store_tensors("fp32-outputs", k, {"outputs": torch.ones(100)}, {})
+    d = tmp_path / "fp32-outputs" / k
+    payload = d / "tensors.pt"
+    if damage == "flip":
+        data = bytearray(payload.read_bytes())
+        data[len(data) // 2] ^= 1
+        payload.write_bytes(bytes(data))
+    elif damage == "truncate":
+        payload.write_bytes(payload.read_bytes()[:10])
+    elif damage == "drop_entry":
+        (d / "entry.json").unlink()
+    else:
+        (d / "entry.json").write_text("{not json")
+    assert c.load_tensors("fp32-outputs", k) is None and not d.exists()
+    c.store_tensors("fp32-outputs", k, {"outputs": torch.ones(100)}, {})
+    assert torch.equal(c.load_tensors("fp32-outputs", k)[0]["outputs"], torch.ones(100))
+
+
+def test_clear_removes_only_cache_kinds(tmp_path, cli):
+    import os
+    import subprocess
+    import sys
+    (tmp_path / "mine.txt").write_text("user data")
+    c = Cache(tmp_path)
+    c.store_tensors("calibration", key_of("z"), {"images": torch.ones(3)}, {})
+    env = dict(os.environ, EDGEKIT_CACHE_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", "from edgekit.cli import main; main()", "cache", "clear"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "removed" in proc.stdout, proc.stderr
+    assert not (tmp_path / "calibration").exists() and (tmp_path / "mine.txt").read_text() == "user data"
+    proc = subprocess.run([sys.executable, "-c", "from edgekit.cli import main; main()", "cache", "dir"],
+                          capture_output=True, text=True, env=env)
+    assert proc.stdout.strip() == str(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_second_identical_run_reuses_synthesis_fp32_twins_and_outputs(tmp_path):
+    """Two identical data-free runs of the reference model (small budgets) through the pipeline:
+    the second reuses the distilled images, the FP32 twins and the FP32 outputs, and writes the
+    same artifacts byte for byte and the same evaluation; --no-cache reuses nothing."""
+    from edgekit.config import RunConfig
+    from edgekit.pipeline import quantize
+    cache = Cache(tmp_path / "cache")
+
+    def run(name, c):
+        cfg = RunConfig(targets=["executorch-xnnpack"], synth_overrides={"num_samples": 8, "batch_size": 8, "iterations": 5})
+        return quantize(cfg, tmp_path / name, eval_samples=64, progress=False, log=lambda m: None, cache=c).manifest
+
+    first = run("a", cache)
+    assert first["cache"]["reused"] == []
+    second = run("b", Cache(tmp_path / "cache"))
+    assert second["cache"]["reused"] == ["calibration", "fp32-artifact", "fp32-outputs"]
+    assert second["quantization"]["calibration"]["seed"] == 0
+    assert [a["sha256"] for a in first["artifacts"]] == [a["sha256"] for a in second["artifacts"]]
+    strip = lambda ev: [{k: v for k, v in r.items() if k != "seconds"} for r in ev["results"]]  # noqa: E731
+    assert strip(first["evaluation"]) == strip(second["evaluation"])
+    assert first["evaluation"]["reference"] == second["evaluation"]["reference"]
+    third = run("c", Cache(tmp_path / "cache", enabled=False))
+    assert "cache" not in third
