@@ -1,6 +1,7 @@
 """A content-addressed cache of what does not change between runs of the same model: the
 synthesized calibration images, the FP32 twin artifacts, the FP32 model's outputs on an
-evaluation set. Each entry is keyed by the sha256 of everything it depends on (the model's
+evaluation set, and, for the same recipe, the lowered int8 artifact and the simulation's outputs
+(the runtimes always run the artifacts afresh). Each entry is keyed by the sha256 of everything it depends on (the model's
 hash, the config, the seed, library versions).
 
 Layout: ``<root>/<kind>/<key>/`` holding the payload files and ``entry.json`` (each file's
@@ -24,7 +25,7 @@ from edgekit.bundle import sha256_file
 from edgekit.version import __version__
 
 ENTRY = "entry.json"
-KINDS = ("calibration", "fp32-artifact", "fp32-outputs")
+KINDS = ("calibration", "fp32-artifact", "fp32-outputs", "artifact", "simulation-outputs")
 
 
 def default_root() -> Path:
@@ -60,6 +61,16 @@ def tensor_hash(t: torch.Tensor) -> str:
     h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}".encode())
     h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def recipe_hash(recipe) -> str:
+    """The hex sha256 of a QuantRecipe as ``save`` writes it (JSON and any integer weights)."""
+    with tempfile.TemporaryDirectory() as t:
+        recipe.save(Path(t) / "recipe.json")
+        h = hashlib.sha256()
+        for f in sorted(Path(t).iterdir()):
+            h.update(f.name.encode() + sha256_file(f).encode())
+        return h.hexdigest()
 
 
 def model_hash(gm: torch.nn.Module) -> str:

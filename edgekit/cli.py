@@ -111,6 +111,9 @@ def _scale(value: str | None) -> float | None:
 @click.option("--pixel-scale", default=None, help="Pixel scale before --mean/--std (default 1/255; 1 for 0..255 means).")
 @click.option("--input-range", default=None, help="LO,HI: the model's input for pixel 0 and pixel 255 (e.g. -1,1).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="The run's config: a TOML file, or a bundle's manifest.json (or folder) to reproduce that bundle; "
+                   "only --out, --force, --eval-data, --eval-samples, --dataset, --no-progress and --no-cache may be added.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache of synthesized data, FP32 twin "
               "artifacts and FP32 outputs (see 'edgekit cache').")
 @click.option("--mixed-precision", is_flag=True,
@@ -123,7 +126,7 @@ def _scale(value: str | None) -> float | None:
                    "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
 def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, force, act_estimator, percentile, per_tensor,
              num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_data, eval_samples, input_shape,
-             task, mean, std, pixel_scale, input_range, no_progress, no_cache,
+             task, mean, std, pixel_scale, input_range, no_progress, config_path, no_cache,
              mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
     ResNet-20), lower it for each target, evaluate the artifacts in their runtimes, write a bundle."""
@@ -150,6 +153,8 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
                     pixel_scale=_scale(pixel_scale), input_range=_floats("--input-range", input_range, 2))
     if recon_iterations is not None:
         cfg.quant.recon_iterations = recon_iterations
+    if config_path is not None:
+        cfg = _config_file(config_path, model)
     log = (lambda m: None) if no_progress else (lambda m: click.echo(m, err=True))
     from edgekit.cache import Cache
     result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log, force=force,
@@ -179,6 +184,24 @@ def cache_clear() -> None:
     from edgekit.cache import Cache
     c = Cache()
     click.echo(f"removed {c.clear() / 1e6:.1f} MB from {c.root}")
+
+
+_WITH_CONFIG = {"config_path", "out", "force", "eval_data", "eval_samples", "dataset", "no_progress", "no_cache",
+                "input_shape"}
+
+
+def _config_file(path: Path, model: str | None) -> RunConfig:
+    """The RunConfig of ``--config``; refuses (UserError) other flags that would change the run."""
+    from click.core import ParameterSource
+    from edgekit.config import load_run_config
+    ctx = click.get_current_context()
+    given = sorted(f"--{n.replace('_', '-')}" for n in ctx.params
+                   if n not in _WITH_CONFIG and ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE)
+    if model is not None:
+        given.insert(0, "MODEL")
+    if given:
+        raise UserError(f"--config gives the whole run; drop {', '.join(given)} (or edit the config file)")
+    return load_run_config(path)
 
 
 @cli.command("eval")

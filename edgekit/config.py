@@ -137,3 +137,47 @@ PRESETS: dict[str, dict] = {
     "default": {},
     "small": {"synth": {"num_samples": 32, "batch_size": 32, "iterations": 20}, "recon_iterations": 30},
 }
+
+
+def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
+    """A RunConfig from the dict ``to_dict`` wrote (the manifest's ``quantization.config``) or a
+    TOML holding the same keys; missing keys take their defaults. Raises ValueError naming an
+    unknown key or a wrong config_version."""
+    d = dict(d)
+    version = d.pop("config_version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ValueError(f"config_version {version} is not {CONFIG_VERSION}")
+    quant, synth = d.pop("quant", None) or {}, d.pop("synth", None)
+    cfg = from_dict(RunConfig, d)
+    cfg.quant = from_dict(QuantConfig, quant)
+    cfg.synth = from_dict(SynthConfig, synth) if synth else None
+    return cfg
+
+
+def load_run_config(path) -> RunConfig:
+    """The run config in ``path``: a TOML file (the keys of ``RunConfig``, with ``[quant]`` and
+    ``[synth]`` tables) or a bundle's ``manifest.json`` (its ``quantization.config``), or a
+    bundle folder. Raises UserError naming the file and what is wrong."""
+    import json
+    import tomllib
+    from pathlib import Path
+
+    from edgekit.errors import UserError
+    p = Path(path)
+    if p.is_dir():
+        p = p / "manifest.json"
+    if not p.is_file():
+        raise UserError(f"--config {path} does not exist; give a .toml file, a bundle's manifest.json or a bundle folder")
+    try:
+        if p.suffix == ".toml":
+            d = tomllib.loads(p.read_text())
+        elif p.suffix == ".json":
+            m = json.loads(p.read_text())
+            d = m["quantization"]["config"] if "quantization" in m else m
+        else:
+            raise UserError(f"--config {p}: give a .toml file or a bundle's manifest.json")
+        return run_config_from_dict(d)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"--config {p} cannot be parsed ({str(e).splitlines()[0]})") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"--config {p}: {e}; keys are those of manifest.json's quantization.config") from None

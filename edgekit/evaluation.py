@@ -12,7 +12,7 @@ from edgekit.backends.base import Target
 from edgekit.errors import first_line
 from edgekit.models.canonical import CanonicalModel, run_batched
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.quant.simulate import quantize_with_recipe
+from edgekit.quant.simulate import fused_for_simulation, quantize_with_recipe
 from edgekit.tasks.base import Task
 
 
@@ -23,8 +23,9 @@ def float_outputs(canonical: CanonicalModel, images: torch.Tensor) -> torch.Tens
 
 def simulated_outputs(canonical: CanonicalModel, recipe: QuantRecipe, target: Target,
                       images: torch.Tensor) -> torch.Tensor:
-    """Outputs [N, ...] of the PyTorch fake-quant simulation of ``recipe`` as ``target`` places it."""
-    return canonical.run(quantize_with_recipe(canonical, recipe, target.quantizer(recipe)), images)
+    """Outputs [N, ...] of the PyTorch fake-quant simulation of ``recipe`` as ``target`` places it
+    (run as ``fused_for_simulation``: the same arithmetic in fewer passes)."""
+    return canonical.run(fused_for_simulation(quantize_with_recipe(canonical, recipe, target.quantizer(recipe))), images)
 
 
 def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: bool = True,

@@ -2,8 +2,10 @@
 runtime, and write the bundle. ``edgekit quantize`` and the benchmarks call ``quantize``."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
+import json
 import math
 import os
 import platform
@@ -23,7 +25,7 @@ from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
-from edgekit.cache import Cache, key_of, library_versions, model_hash, tensor_hash
+from edgekit.cache import Cache, key_of, library_versions, model_hash, recipe_hash, tensor_hash
 from edgekit.errors import UserError, first_line
 from edgekit.evaluation import float_outputs, run_artifact, score, simulated_outputs
 from edgekit.models.canonical import CanonicalModel, canonicalize
@@ -182,8 +184,11 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
     cache: where synthesized calibration data, FP32 twin artifacts and FP32 outputs are reused
     from (``edgekit.cache``); None: no cache.
 
+    ``cfg`` is not changed: the run works on a copy, and the manifest records that copy as the
+    run resolved it (``quantization.config``, which ``--config`` takes back to reproduce the bundle).
     Raises UserError on bad input (``out`` is checked before any work); other exceptions are failures.
     """
+    cfg = copy.deepcopy(cfg)
     validate(cfg)
     with bnd.staged_dir(out, force) as tmp:  # --out is checked (and its folder made) before any work
         timings: dict[str, float] = {}
@@ -276,7 +281,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             fp32_dir.mkdir(exist_ok=True)
             try:
                 with captured_output(tmp / LOWER_LOG):
-                    art = t.lower(canonical, recipe, tmp)
+                    art = lower_int8(t, canonical, recipe, tmp, cache)
                     fp32_bytes = fp32_twin(t, canonical, fp32_dir, cache)
             except Exception as e:
                 why = f"{type(e).__name__}: {first_line(e, empty='no message')}"
@@ -364,6 +369,32 @@ def latency_vs_fp32(path: Path, fp32_dir: Path, runtime: str, ops: dict) -> dict
     return out
 
 
+def lower_int8(target, canonical: CanonicalModel, recipe: QuantRecipe, out_dir: Path, cache: Cache | None):
+    """``target.lower`` of ``canonical`` quantized by ``recipe`` into ``out_dir``, from ``cache``
+    when the same model and recipe were lowered by the same converter versions before (the
+    files are copied; the runtimes still run them afresh)."""
+    from edgekit.backends.base import Artifact
+    key = (key_of("artifact", model_hash(canonical.unfolded), recipe_hash(recipe), target.name, library_versions())
+           if cache is not None and cache.enabled else None)
+    hit = cache.lookup("artifact", key) if key else None
+    if hit is not None:
+        meta = json.loads((hit / "artifact.json").read_text())
+        for name in [meta["file"], *meta["side_files"].values()]:
+            shutil.copyfile(hit / name, out_dir / name)
+        return Artifact(out_dir / meta["file"], target.name, meta["format"], meta["runtime"],
+                        {k: out_dir / v for k, v in meta["side_files"].items()}, meta["ops"])
+    art = target.lower(canonical, recipe, out_dir)
+    if key:
+        meta = {"file": art.path.name, "format": art.format, "runtime": art.runtime, "ops": art.ops,
+                "side_files": {k: p.name for k, p in art.side_files.items()}}
+        meta_path = out_dir / ".artifact-cache.json"
+        meta_path.write_text(json.dumps(meta))
+        cache.store("artifact", key, {"artifact.json": meta_path, art.path.name: art.path,
+                                      **{p.name: p for p in art.side_files.values()}})
+        meta_path.unlink()
+    return art
+
+
 def fp32_twin(target, canonical: CanonicalModel, fp32_dir: Path, cache: Cache | None) -> int:
     """Lower the FP32 twin of ``canonical`` for ``target`` into ``fp32_dir`` (``fp32.<suffix>``),
     from ``cache`` when the same model was lowered by the same converter versions before;
@@ -395,10 +426,16 @@ def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRe
     images, labels = data.images, data.labels
     fp32 = fp32_outputs(canonical, images, cache)
     results, sims = [], {}
+    use_cache = cache is not None and cache.enabled and recipe is not None
+    keys = (model_hash(canonical.unfolded), recipe_hash(recipe), tensor_hash(images)) if use_cache else None
     for target, path in artifacts:
         placement = target.profile.placement  # the simulation is the same for targets of one placement
         if recipe is not None and placement not in sims:
-            sims[placement] = simulated_outputs(canonical, recipe, target, images)
+            key = key_of("simulation-outputs", *keys, placement) if use_cache else None
+            hit = cache.load_tensors("simulation-outputs", key) if key else None
+            sims[placement] = hit[0]["outputs"] if hit else simulated_outputs(canonical, recipe, target, images)
+            if key and not hit:
+                cache.store_tensors("simulation-outputs", key, {"outputs": sims[placement]}, {"placement": placement})
         sim = sims.get(placement)
         out, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
         results.append(score(task, Path(path).name, target.profile.runtime, images, out, labels, fp32, sim, secs))

@@ -75,8 +75,9 @@ def test_clear_removes_only_cache_kinds(tmp_path, cli):
 @pytest.mark.slow
 def test_a_second_identical_run_reuses_synthesis_fp32_twins_and_outputs(tmp_path):
     """Two identical data-free runs of the reference model (small budgets) through the pipeline:
-    the second reuses the distilled images, the FP32 twins and the FP32 outputs, and writes the
-    same artifacts byte for byte and the same evaluation; --no-cache reuses nothing."""
+    the second reuses the distilled images, the FP32 twin, the FP32 outputs, the int8 artifact
+    and the simulation's outputs, runs the artifact afresh, and records the same artifacts and
+    evaluation; --no-cache reuses nothing."""
     from edgekit.config import RunConfig
     from edgekit.pipeline import quantize
     cache = Cache(tmp_path / "cache")
@@ -88,7 +89,7 @@ def test_a_second_identical_run_reuses_synthesis_fp32_twins_and_outputs(tmp_path
     first = run("a", cache)
     assert first["cache"]["reused"] == []
     second = run("b", Cache(tmp_path / "cache"))
-    assert second["cache"]["reused"] == ["calibration", "fp32-artifact", "fp32-outputs"]
+    assert second["cache"]["reused"] == ["artifact", "calibration", "fp32-artifact", "fp32-outputs", "simulation-outputs"]
     assert second["quantization"]["calibration"]["seed"] == 0
     assert [a["sha256"] for a in first["artifacts"]] == [a["sha256"] for a in second["artifacts"]]
     strip = lambda ev: [{k: v for k, v in r.items() if k != "seconds"} for r in ev["results"]]  # noqa: E731

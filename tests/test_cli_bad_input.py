@@ -81,3 +81,25 @@ def test_calib_images_of_wrong_shape(cli, tmp_path, kind):
 def test_data_free_with_a_method_that_needs_data(cli, tmp_path):
     out = tmp_path / "bundle"
     assert_refused(cli("quantize", "--data-free", "--method", "ptq", "--out", str(out)), out, "--calib")
+
+
+def test_config_file_refusals_are_one_line(cli, tmp_path):
+    """--config gives the whole run: another flag that changes it, a missing file, a bad TOML or an
+    unknown key is refused in one line, exit 2, with no bundle written."""
+    good = tmp_path / "run.toml"
+    good.write_text('method = "zeroq"\n[quant]\nw_bits = 8\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text("method = \n")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('methd = "zeroq"\n')
+    cases = [(["--config", str(good), "--w-bits", "4"], "drop --w-bits"),
+             (["resnet20_fmnist", "--config", str(good)], "drop MODEL"),
+             (["--config", str(tmp_path / "none.toml")], "does not exist"),
+             (["--config", str(bad)], "cannot be parsed"),
+             (["--config", str(unknown)], "unknown keys ['methd']")]
+    for args, want in cases:
+        out = tmp_path / "out"
+        proc = cli("quantize", *args, "--out", str(out), "--no-progress")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and want in lines[0], (args, proc.stderr[-1500:])
+        assert not out.exists()

@@ -119,3 +119,18 @@ def test_eval_reads_a_version_1_bundle_and_refuses_a_newer_one(bundle, cli, tmp_
     proc = cli("eval", str(old), "--limit", "8", "--no-progress")
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "manifest_version 99" in lines[0], proc.stderr[-2000:]
+
+
+def test_config_from_a_manifest_reproduces_the_bundle_byte_for_byte(bundle, cli, tmp_path):
+    """``edgekit quantize --config BUNDLE/manifest.json`` (without the cache, so the images are
+    distilled again from the same seed) writes artifacts with the same sha256 as the bundle's."""
+    out, _ = bundle
+    again = tmp_path / "again"
+    proc = cli("quantize", "--config", str(out / "manifest.json"), "--out", str(again), "--no-cache",
+               "--eval-samples", "50", "--no-progress")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first = json.loads((out / "manifest.json").read_text())
+    second = json.loads((again / "manifest.json").read_text())
+    assert "cache" not in second
+    assert {a["file"]: a["sha256"] for a in first["artifacts"]} == {a["file"]: a["sha256"] for a in second["artifacts"]}
+    assert first["quantization"]["config"] == second["quantization"]["config"]

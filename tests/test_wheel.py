@@ -40,8 +40,13 @@ def test_wheel_holds_profiles_checkpoint_and_test_split(wheel):
                    "edgekit/models/checkpoints/resnet20_fmnist.pt",
                    "edgekit/calibration/fashion-mnist/t10k-images-idx3-ubyte.gz",
                    "edgekit/calibration/fashion-mnist/t10k-labels-idx1-ubyte.gz",
-                   "edgekit/calibration/fashion-mnist/LICENSE"):
+                   "edgekit/calibration/fashion-mnist/LICENSE",
+                   "edgekit/models/checkpoints/espcn_x3.pt",
+                   "edgekit/calibration/sr-photos/eval.npz", "edgekit/calibration/sr-photos/calib.npz",
+                   "edgekit/calibration/sr-photos/README.md"):
         assert needed in names, needed
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "edgekit").rglob("*.py")}
+    assert sources <= names, sorted(sources - names)  # every module, every subpackage
     assert not any(n.startswith(("tests/", "benchmarks/", "examples/")) for n in names)
 
 
