@@ -87,6 +87,8 @@ def _scale(value: str | None) -> float | None:
               show_default=True, help="Activation range estimator.")
 @click.option("--percentile", type=float, default=99.99, show_default=True)
 @click.option("--per-tensor", is_flag=True, help="Per-tensor instead of per-channel weights.")
+@click.option("--symmetric-activations", is_flag=True,
+              help="Symmetric activations (zero point 0), as TensorRT needs (default: what the targets require).")
 @click.option("--num-samples", type=int, default=None, help="Synthetic images to distil (data-free).")
 @click.option("--iterations", type=int, default=None, help="Synthesis optimisation steps per batch.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesis.")
@@ -125,6 +127,7 @@ def _scale(value: str | None) -> float | None:
               help="Synthesis and reconstruction budget; small: 32 images x 20 steps, 30 Genie-M steps per block "
                    "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
 def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, force, act_estimator, percentile, per_tensor,
+             symmetric_activations,
              num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_data, eval_samples, input_shape,
              task, mean, std, pixel_scale, input_range, no_progress, config_path, no_cache,
              mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
@@ -145,6 +148,7 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
                     data_free=data_free, calib_path=calib, calib_samples=calib_samples,
                     targets=list(targets),  # none: the deployable defaults that run the recipe, else simulation
                     quant=QuantConfig(w_bits=w_bits, a_bits=a_bits, per_channel=not per_tensor,
+                                      activation_symmetric=True if symmetric_activations else None,
                                       act_estimator=act_estimator, percentile=percentile,
                                       mixed_precision=mixed_precision, size_budget_kb=size_budget_kb, avg_bits=avg_bits),
                     synth_overrides=synth,

@@ -77,6 +77,8 @@ class QuantConfig:
     w_bits: int = 8
     a_bits: int = 8
     per_channel: bool = True
+    # symmetric activations (zero point 0); None: what the targets' constraints require
+    activation_symmetric: bool | None = None
     act_estimator: str = "percentile"
     percentile: float = 99.99
     bn_ranges: str = "off"

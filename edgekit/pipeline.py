@@ -225,7 +225,11 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         cfg.quant = dataclasses.replace(cfg.quant, **{**defaults, **cfg.quant_overrides})
         if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
             raise UserError("--num-samples must be at least 1 and --iterations at least 0")
-        plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits, cfg.quant.per_channel)
+        if cfg.quant.activation_symmetric is None:  # the named targets' constraints feed the plan
+            cfg.quant.activation_symmetric = any(TARGETS.get(t).profile.constraints.activation_symmetric
+                                                 for t in cfg.targets)
+        plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits, cfg.quant.per_channel,
+                           cfg.quant.activation_symmetric)
         mp = None
         if cfg.quant.mixed_precision:  # the budget is checked against the model before any synthesis
             from edgekit.quant.mixed_precision import budget_bytes, layer_infos

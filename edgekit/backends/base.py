@@ -36,6 +36,7 @@ class Constraints:
     weight_granularity: tuple[str, ...]
     weight_symmetric: bool | None = None
     activation_symmetric: bool | None = None
+    weight_schemes: tuple[str, ...] = ("affine",)  # TensorQuant.scheme values its kernels run
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class TargetProfile:
         return cls(d["name"], d["backend"], d["runtime"], d["artifact_format"], d.get("description", ""),
                    Constraints(tuple(c["weight_bits"]), tuple(c["activation_bits"]),
                                tuple(c["weight_granularity"]), c.get("weight_symmetric"),
-                               c.get("activation_symmetric")), d.get("connect", {}), d["placement"])
+                               c.get("activation_symmetric"), tuple(c.get("weight_schemes", ("affine",)))),
+                   d.get("connect", {}), d["placement"])
 
 
 @dataclass
@@ -103,6 +105,9 @@ class Target:
             if w.granularity not in c.weight_granularity:
                 raise UserError(f"target {self.name} cannot run {where}: {w.granularity} weights are not one of "
                                 f"{list(c.weight_granularity)}")
+            if w.scheme not in c.weight_schemes:
+                raise UserError(f"target {self.name} cannot run {where}: {w.scheme} weights are not one of "
+                                f"{list(c.weight_schemes)}; use another --target")
             if c.weight_symmetric is not None and w.symmetric != c.weight_symmetric:
                 raise UserError(f"target {self.name} cannot run {where}: it needs "
                                 f"{'symmetric' if c.weight_symmetric else 'affine'} weights")
@@ -126,12 +131,14 @@ class Target:
         raise NotImplementedError
 
     def runner(self, path: Path):
-        """A callable float32 [1, C, H, W] -> float32 logits [1, K] executing the artifact in its runtime."""
+        """A callable mapping the model's input tensor float32 [B, C, H, W] to its output tensor
+        float32 [B, ...] (class scores, an image, a map: whatever the model returns), executing
+        the artifact in its runtime."""
         raise NotImplementedError
 
 
 def evaluate_runner(run, images: torch.Tensor) -> torch.Tensor:
-    """Run ``run`` image by image (the artifact's batch is 1); returns logits float32 [N, K]."""
+    """Run ``run`` image by image (the artifact's batch is 1); returns its outputs float32 [N, ...]."""
     return torch.cat([run(images[i:i + 1]) for i in range(len(images))])
 
 

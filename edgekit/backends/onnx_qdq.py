@@ -121,7 +121,7 @@ class OnnxQdq(Target):
     # the pattern TensorRT's and QNN's QDQ fusions take
 
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
-        """Write ``stem``.onnx (opset 21, float32 input [1, C, H, W] -> float32 logits [1, K]);
+        """Write ``stem``.onnx (opset 21, float32 input [1, C, H, W] -> float32 outputs [1, ...]);
         with a recipe, QDQ nodes carry its scales and zero points and 4-bit tensors are INT4.
         The converter's output goes to ``stem``.onnx.log. Raises RuntimeError when export fails."""
         import onnx

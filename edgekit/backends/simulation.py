@@ -23,7 +23,7 @@ class Simulation(Target):
 
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
         """Write ``stem``.pt2: the fake-quant program (float program when ``recipe`` is None),
-        float32 [N, C, H, W] -> float32 logits, with a dynamic batch where the model allows it."""
+        float32 [N, C, H, W] -> the model's float32 outputs [N, ...], with a dynamic batch where the model allows it."""
         module = canonical.graph_module if recipe is None else quantize_with_recipe(canonical, recipe, self.quantizer(recipe))
         x = canonical.example_input
         try:

@@ -54,6 +54,9 @@ class TensorQuant:
     zero_point: list[int] = field(default_factory=list)
     range_min: float | None = None
     range_max: float | None = None
+    # how the integers map to values: "affine" (scale * (q - zero_point)), the only scheme the
+    # algorithms write so far; power-of-two ("pow2") and lookup-table ("lut") weights come next
+    scheme: str = "affine"
 
     @property
     def filled(self) -> bool:
@@ -175,9 +178,11 @@ def activation_nodes(gm: fx.GraphModule) -> list[fx.Node]:
 
 
 def plan_recipe(gm: fx.GraphModule, method: str, w_bits: int, a_bits: int,
-                per_channel: bool = True) -> QuantRecipe:
+                per_channel: bool = True, activation_symmetric: bool = False) -> QuantRecipe:
     """The recipe's layout before calibration: bit widths, granularity and symmetry of every
-    weight (symmetric, narrow range) and activation (affine, signed) of the canonical graph."""
+    weight (symmetric, narrow range) and activation (signed; affine, or symmetric with zero
+    point 0 when ``activation_symmetric``: TensorRT's explicit quantization needs it) of the
+    canonical graph."""
     recipe = QuantRecipe(method, w_bits, a_bits)
     wmin, wmax = int_range(w_bits, narrow=True)
     amin, amax = int_range(a_bits)
@@ -187,5 +192,6 @@ def plan_recipe(gm: fx.GraphModule, method: str, w_bits: int, a_bits: int,
             recipe.layers[n.name] = LayerQuant(module_path(n), WEIGHTED_OPS[n.target], TensorQuant(
                 w_bits, gran, True, wmin, wmax, 0 if per_channel else None))
     for n in activation_nodes(gm):
-        recipe.activations[n.name] = ActQuant(module_path(n) or n.name, TensorQuant(a_bits, "per_tensor", False, amin, amax))
+        recipe.activations[n.name] = ActQuant(module_path(n) or n.name, TensorQuant(
+            a_bits, "per_tensor", activation_symmetric, amin, amax))
     return recipe

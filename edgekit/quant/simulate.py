@@ -17,7 +17,7 @@ def quantize_with_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantiz
                          fold_quantize: bool = False) -> fx.GraphModule:
     """prepare_pt2e with ``quantizer``, load ``recipe``'s parameters, convert_pt2e.
 
-    Returns a GraphModule with quantize/dequantize ops: float32 [N, C, H, W] -> float32 logits.
+    Returns a GraphModule with quantize/dequantize ops: float32 [N, C, H, W] -> float32 outputs [N, ...].
     Raises ValueError when the recipe lacks a tensor the quantizer wants quantized.
     """
     prepared = prepare_pt2e(with_rounded_weights(canonical.graph_module, recipe), quantizer)

@@ -103,3 +103,37 @@ def test_w4a8_bundle_deploys_onnx_int4(cli, tmp_path):
     assert m["evaluation"]["results"][0]["agreement_with_simulation"] >= 0.95
     p = cli("eval", str(out / "model.onnx"))
     assert p.returncode == 0, p.stderr[-3000:]
+
+
+def test_symmetric_activations_are_planned_exported_and_run(tiny_canonical, tmp_path):
+    """A recipe with symmetric activations (TensorRT's explicit quantization: zero point 0):
+    every activation's zero point is 0 in the recipe and in the QDQ model's QuantizeLinear
+    nodes, and onnxruntime agrees with the simulation; a target that requires symmetric
+    activations refuses an affine recipe (the constraint feeds the plan instead)."""
+    import dataclasses
+    from edgekit.quant.recipe import plan_recipe
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(16, 1, 28, 28, generator=g) * 2 - 0.5
+    src = CalibrationSource(images, {"kind": "real", "method": "random", "num_samples": 16})
+    cfg = QuantConfig(act_estimator="minmax", activation_symmetric=True)
+    r = calibrate(tiny_canonical, cfg, src, "ptq", progress=False)
+    assert all(a.quant.symmetric and a.quant.zero_point == [0] for a in r.activations.values())
+    t = TARGETS.get("onnx-qdq")
+    art = t.lower(tiny_canonical, r, tmp_path)
+    m = onnx.load(str(art.path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    zps = [inits[n.input[2]] for n in m.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
+           and n.input[2] in inits and inits[n.input[2]].ndim == 0]
+    assert zps and all(int(z) == 0 for z in zps)
+    out = evaluate_runner(t.runner(art.path), images)
+    sim = quantize_with_recipe(tiny_canonical, r, t.quantizer(r))(images)
+    assert (out.argmax(1) == sim.argmax(1)).float().mean() == 1.0
+    class Strict(type(t)):  # the same target, with TensorRT's rule
+        @property
+        def profile(self):
+            p = super().profile
+            return dataclasses.replace(p, constraints=dataclasses.replace(p.constraints, activation_symmetric=True))
+    strict = Strict()
+    strict.check(r)
+    with pytest.raises(UserError, match="needs symmetric activations"):
+        strict.check(plan_recipe(tiny_canonical.graph_module, "ptq", 8, 8))

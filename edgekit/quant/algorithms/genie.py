@@ -244,7 +244,7 @@ def plan_bits(canonical: CanonicalModel, cfg: QuantConfig, method: str) -> Quant
     and, when ``cfg.first_last_8bit``, the first and last weighted layers, the model input, the
     last layer's input and its output at 8 bits."""
     gm = canonical.graph_module
-    recipe = plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel)
+    recipe = plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel, bool(cfg.activation_symmetric))
     for name, bits in cfg.layer_bits.items():
         if name in recipe.layers:
             set_weight_bits(recipe.layers[name].weight, bits)

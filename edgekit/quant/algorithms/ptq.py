@@ -38,7 +38,7 @@ def calibrate(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSou
     Raises ValueError for an unknown estimator or BN range policy.
     """
     gm = canonical.graph_module
-    recipe = recipe or plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel)
+    recipe = recipe or plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel, bool(cfg.activation_symmetric))
     bn_stats, equalized = canonical.bn_stats, []
     if cfg.equalize:
         bn_stats, equalized = equalize_depthwise_inputs(gm, bn_stats, cfg.bn_range_sigmas)
