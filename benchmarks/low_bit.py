@@ -148,7 +148,7 @@ def main() -> None:
     # mixed precision at an average of 4 weight bits vs uniform W4 (ZeroQ data, A8)
     t0 = time.time()
     mp = choose_bits(canonical, zdata, avg_bits=4)
-    cfg = QuantConfig(w_bits=4, a_bits=8, act_estimator="mse", **BN, layer_bits=dict(mp.chosen))
+    cfg = QuantConfig(w_bits=4, a_bits=8, act_estimator="mse", **BN, overrides={n: {"w_bits": b} for n, b in mp.chosen.items()})
     r = calibrate(canonical, cfg, zdata, "zeroq", progress=False)
     row("zeroq_mixed_avg4_a8", score(r), {"synth_s": t_zsynth, "quant_s": time.time() - t0})
     results["zeroq_mixed_avg4_a8"].update(weight_bytes=mp.chosen_bytes, uniform_w4_bytes=mp.uniform[4]["bytes"],

@@ -61,6 +61,21 @@ def _floats(flag: str, value: str | None, count: int | None = None) -> list[floa
     return vals
 
 
+def _overrides(values: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """--override PATTERN:KEY=BITS[,KEY=BITS] values -> {pattern: {key: bits}}; UserError when malformed."""
+    out: dict[str, dict[str, int]] = {}
+    for v in values:
+        pattern, _, spec = v.rpartition(":")
+        try:
+            pairs = dict(kv.split("=", 1) for kv in spec.split(","))
+            out[pattern] = {k.strip(): int(b) for k, b in pairs.items()}
+        except ValueError:
+            pairs = None
+        if not pattern or not pairs:
+            raise UserError(f"--override {v!r}: give PATTERN:KEY=BITS[,KEY=BITS], e.g. 'layer1.*:w_bits=4'")
+    return out
+
+
 def _scale(value: str | None) -> float | None:
     if value is None:
         return None
@@ -87,6 +102,9 @@ def _scale(value: str | None) -> float | None:
               show_default=True, help="Activation range estimator.")
 @click.option("--percentile", type=float, default=99.99, show_default=True)
 @click.option("--per-tensor", is_flag=True, help="Per-tensor instead of per-channel weights.")
+@click.option("--override", "overrides", multiple=True, metavar="PATTERN:KEY=BITS[,KEY=BITS]",
+              help="Per-module bit widths, repeatable: e.g. 'layer1.*:w_bits=4' or 'type:Linear:w_bits=8,a_bits=8' "
+                   "(a glob over module paths or node names, or type:NAME; keys w_bits, a_bits).")
 @click.option("--symmetric-activations", is_flag=True,
               help="Symmetric activations (zero point 0), as TensorRT needs (default: what the targets require).")
 @click.option("--num-samples", type=int, default=None, help="Synthetic images to distil (data-free).")
@@ -127,7 +145,7 @@ def _scale(value: str | None) -> float | None:
               help="Synthesis and reconstruction budget; small: 32 images x 20 steps, 30 Genie-M steps per block "
                    "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
 def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, force, act_estimator, percentile, per_tensor,
-             symmetric_activations,
+             overrides, symmetric_activations,
              num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_data, eval_samples, input_shape,
              task, mean, std, pixel_scale, input_range, no_progress, config_path, no_cache,
              mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
@@ -149,6 +167,7 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
                     targets=list(targets),  # none: the deployable defaults that run the recipe, else simulation
                     quant=QuantConfig(w_bits=w_bits, a_bits=a_bits, per_channel=not per_tensor,
                                       activation_symmetric=True if symmetric_activations else None,
+                                      overrides=_overrides(overrides),
                                       act_estimator=act_estimator, percentile=percentile,
                                       mixed_precision=mixed_precision, size_budget_kb=size_budget_kb, avg_bits=avg_bits),
                     synth_overrides=synth,

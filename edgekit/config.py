@@ -101,12 +101,14 @@ class QuantConfig:
     recon_seed: int = 0  # batch sampling and QDrop masks
     first_last_8bit: bool = True
     # Mixed precision (edgekit.quant.mixed_precision): per-layer weight bits from {2, 4, 8}
-    # under a size budget in kB (1000 bytes) or an average bit width; layer_bits (node ->
-    # bits) is the chosen assignment the algorithms plan with.
+    # under a size budget in kB (1000 bytes) or an average bit width; the chosen bits become
+    # overrides keyed by node name.
     mixed_precision: bool = False
     size_budget_kb: float | None = None
     avg_bits: float | None = None
-    layer_bits: dict[str, int] = field(default_factory=dict)
+    # Per-module bit widths, torchao-style: {pattern: {"w_bits": B, "a_bits": B}}; a pattern is a
+    # glob over module paths or node names, or "type:Conv2d" (edgekit.quant.recipe.apply_overrides)
+    overrides: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass

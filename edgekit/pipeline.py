@@ -228,8 +228,11 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if cfg.quant.activation_symmetric is None:  # the named targets' constraints feed the plan
             cfg.quant.activation_symmetric = any(TARGETS.get(t).profile.constraints.activation_symmetric
                                                  for t in cfg.targets)
-        plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits, cfg.quant.per_channel,
-                           cfg.quant.activation_symmetric)
+        try:
+            plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits,
+                               cfg.quant.per_channel, cfg.quant.activation_symmetric, cfg.quant.overrides)
+        except ValueError as e:
+            raise UserError(f"{e}; fix --override or the config's [quant.overrides]") from None
         mp = None
         if cfg.quant.mixed_precision:  # the budget is checked against the model before any synthesis
             from edgekit.quant.mixed_precision import budget_bytes, layer_infos
@@ -257,7 +260,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             from edgekit.quant.mixed_precision import choose_bits
             t0 = time.time()
             mp = choose_bits(canonical, calib, cfg.quant.size_budget_kb, cfg.quant.avg_bits, task.sensitivity)
-            cfg.quant.layer_bits = dict(mp.chosen)
+            cfg.quant.overrides = {**{node: {"w_bits": b} for node, b in mp.chosen.items()}, **cfg.quant.overrides}
             timings["mixed_precision_s"] = time.time() - t0
             log(f"mixed precision: {mp.chosen_bytes / 1000:.1f} kB of weights (budget {mp.budget_bytes / 1000:.1f} kB), "
                 f"bits {sorted(mp.chosen.values())}")

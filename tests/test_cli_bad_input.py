@@ -103,3 +103,15 @@ def test_config_file_refusals_are_one_line(cli, tmp_path):
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and want in lines[0], (args, proc.stderr[-1500:])
         assert not out.exists()
+
+
+def test_bad_overrides_are_one_line(cli, tmp_path):
+    """A malformed --override, or one that matches nothing in the model, exits 2 with one line
+    before any synthesis, and leaves no bundle."""
+    for value, want in (("w_bits4", "give PATTERN:KEY=BITS"), ("layer9.*:w_bits=4", "matches no layer"),
+                        ("conv1:bits=4", "give {'w_bits'")):
+        out = tmp_path / "out"
+        proc = cli("quantize", "--data-free", "--override", value, "--out", str(out), "--no-progress")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and want in lines[0], (value, proc.stderr[-1500:])
+        assert not out.exists()

@@ -9,6 +9,7 @@ A target quantizes the tensors its own quantizer annotates and reads their param
 from __future__ import annotations
 
 import json
+from fnmatch import fnmatchcase
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -178,11 +179,13 @@ def activation_nodes(gm: fx.GraphModule) -> list[fx.Node]:
 
 
 def plan_recipe(gm: fx.GraphModule, method: str, w_bits: int, a_bits: int,
-                per_channel: bool = True, activation_symmetric: bool = False) -> QuantRecipe:
+                per_channel: bool = True, activation_symmetric: bool = False,
+                overrides: dict[str, dict] | None = None) -> QuantRecipe:
     """The recipe's layout before calibration: bit widths, granularity and symmetry of every
     weight (symmetric, narrow range) and activation (signed; affine, or symmetric with zero
     point 0 when ``activation_symmetric``: TensorRT's explicit quantization needs it) of the
-    canonical graph."""
+    canonical graph, then ``overrides`` (:func:`apply_overrides`). Raises ValueError for a bad
+    override."""
     recipe = QuantRecipe(method, w_bits, a_bits)
     wmin, wmax = int_range(w_bits, narrow=True)
     amin, amax = int_range(a_bits)
@@ -194,4 +197,51 @@ def plan_recipe(gm: fx.GraphModule, method: str, w_bits: int, a_bits: int,
     for n in activation_nodes(gm):
         recipe.activations[n.name] = ActQuant(module_path(n) or n.name, TensorQuant(
             a_bits, "per_tensor", activation_symmetric, amin, amax))
+    if overrides:
+        apply_overrides(recipe, gm, overrides)
     return recipe
+
+
+OVERRIDE_KEYS = ("w_bits", "a_bits")
+
+
+def _module_type(n: fx.Node) -> str | None:
+    stack = n.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    t = list(stack.values())[-1][1]
+    return (t if isinstance(t, str) else getattr(t, "__name__", str(t))).rsplit(".", 1)[-1]
+
+
+def _matches(pattern: str, node: str, module: str, mtype: str | None) -> bool:
+    if pattern.startswith("type:"):
+        return mtype == pattern[5:]
+    return fnmatchcase(module, pattern) or fnmatchcase(node, pattern)
+
+
+def apply_overrides(recipe: QuantRecipe, gm: fx.GraphModule, overrides: dict[str, dict]) -> None:
+    """Per-module bit widths, torchao-style: ``{pattern: {"w_bits": b, "a_bits": b}}``. A pattern
+    is a glob over the module path (``layer1.*``, ``fc``) or the graph node name (``conv2d_3``),
+    or ``type:Conv2d`` / ``type:Linear`` for a module type; ``w_bits`` sets the weights of the
+    matching conv/linear layers, ``a_bits`` the output tensors of the matching ops. Later
+    patterns win. Raises ValueError for an unknown key, a bit width outside 2..8, or a pattern
+    that matches nothing in the model (a typo)."""
+    types = {n.name: _module_type(n) for n in gm.graph.nodes}
+    for pattern, o in overrides.items():
+        if not isinstance(o, dict) or not o or set(o) - set(OVERRIDE_KEYS):
+            raise ValueError(f"override {pattern!r}: give {{'w_bits': B, 'a_bits': B}} (one or both), not {o!r}")
+        for k, b in o.items():
+            if not isinstance(b, int) or not 2 <= b <= 8:
+                raise ValueError(f"override {pattern!r}: {k} {b!r} is not a bit width in 2..8")
+        hit = False
+        for name, lq in recipe.layers.items():
+            if "w_bits" in o and _matches(pattern, name, lq.module, types.get(name)):
+                set_weight_bits(lq.weight, o["w_bits"])
+                hit = True
+        for name, aq in recipe.activations.items():
+            if "a_bits" in o and _matches(pattern, name, aq.module, types.get(name)):
+                set_act_bits(aq.quant, o["a_bits"])
+                hit = True
+        if not hit:
+            raise ValueError(f"override {pattern!r} matches no layer or tensor of the model (module paths "
+                             f"such as {', '.join(sorted({lq.module for lq in recipe.layers.values()})[:4])})")

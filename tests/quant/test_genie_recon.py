@@ -83,7 +83,7 @@ def test_plan_bits_keeps_first_and_last_at_8(tiny_canonical):
     assert r.activations["x"].quant.bits == 8 and r.activations["linear"].quant.bits == 8
     assert r.activations["flatten"].quant.bits == 8 and r.activations["relu"].quant.bits == 4
     r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, first_last_8bit=False,
-                                             layer_bits={"conv2d_1": 2}), "genie")
+                                             overrides={"conv2d_1": {"w_bits": 2}}), "genie")
     assert [lq.weight.bits for lq in r.layers.values()] == [4, 2, 4]
 
 
@@ -131,3 +131,20 @@ def test_result_is_data_in_the_recipe(tiny_canonical):
     assert sorted(tuple(v.shape) for v in consts.values()) == ints
     for v in consts.values():
         assert any(torch.equal(v, q) for q in r.rounded_weights.values())
+
+
+def test_overrides_set_bits_by_module_path_node_name_and_type(tiny_canonical):
+    """torchao-style per-module overrides on the plan: a glob over module paths, a node name, a
+    module type; later patterns win; a typo (matches nothing), an unknown key or a bad width is
+    refused."""
+    from edgekit.quant.recipe import plan_recipe
+    gm = tiny_canonical.graph_module
+    r = plan_recipe(gm, "ptq", 8, 8, overrides={"type:Conv2d": {"w_bits": 4}, "conv2d_1": {"w_bits": 2},
+                                                "fc": {"a_bits": 4}})
+    assert [lq.weight.bits for lq in r.layers.values()] == [4, 2, 8]
+    assert {a.module: a.quant.bits for a in r.activations.values()}["fc"] == 4
+    assert r.layers["conv2d_1"].weight.quant_min == -1  # 2-bit symmetric narrow range
+    for bad, why in (({"layer9.*": {"w_bits": 4}}, "matches no layer"), ({"fc": {"bits": 4}}, "give {'w_bits'"),
+                     ({"fc": {"w_bits": 9}}, "not a bit width")):
+        with pytest.raises(ValueError, match=why):
+            plan_recipe(gm, "ptq", 8, 8, overrides=bad)

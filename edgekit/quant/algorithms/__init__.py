@@ -15,7 +15,7 @@ class Algorithm:
     fn: (CanonicalModel, QuantConfig, CalibrationSource, placement=str) -> QuantRecipe.
     synthesizer: the data-free calibration source it uses with --data-free ("zeroq", "genie"),
     or None when it needs real data (--calib).
-    mixed_precision: whether fn honours ``QuantConfig.layer_bits`` (--mixed-precision).
+    mixed_precision: whether fn honours per-layer weight bits in ``QuantConfig.overrides`` (--mixed-precision).
     data_free_quant: QuantConfig fields set with --data-free unless given on the command line
     (the BN-analytic activation ranges for ZeroQ; none for Genie, whose reconstruction learns
     the step sizes from an MSE start on its own images).

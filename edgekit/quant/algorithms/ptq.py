@@ -38,13 +38,11 @@ def calibrate(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSou
     Raises ValueError for an unknown estimator or BN range policy.
     """
     gm = canonical.graph_module
-    recipe = recipe or plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel, bool(cfg.activation_symmetric))
+    recipe = recipe or plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel, bool(cfg.activation_symmetric),
+                                   cfg.overrides)
     bn_stats, equalized = canonical.bn_stats, []
     if cfg.equalize:
         bn_stats, equalized = equalize_depthwise_inputs(gm, bn_stats, cfg.bn_range_sigmas)
-    for name, bits in cfg.layer_bits.items():  # mixed precision's per-layer weight bits
-        if name in recipe.layers:
-            set_weight_bits(recipe.layers[name].weight, bits)
     nodes = {n.name: n for n in gm.graph.nodes}
     for name, lq in recipe.layers.items():
         fill_weight(lq.weight, get_attr_tensor(gm, nodes[name].args[1]))
