@@ -198,7 +198,7 @@ def write_pareto(result: MixedPrecisionResult, out_dir: Path) -> None:
     ax.axvline(result.budget_bytes / 1000, color="gray", ls="--", lw=0.8, label="budget")
     ax.set_yscale("log")
     ax.set_xlabel("weight size (kB)")
-    ax.set_ylabel("summed KL sensitivity")
+    ax.set_ylabel("summed sensitivity (the task's measure)")
     ax.set_title("ZeroQ mixed precision: size vs sensitivity")
     ax.legend(fontsize=7)
     fig.tight_layout()
