@@ -491,8 +491,13 @@ def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalMode
     }
 
 
-_FORMAT_TARGET = {".pte": "executorch-xnnpack", ".tflite": "litert", ".onnx": "onnx-qdq",
-                  ".pt2": "simulation"}
+def format_targets() -> dict[str, str]:
+    """Artifact suffix -> the target that reads it, from the registered targets' profiles (the
+    first registered name wins where two targets write one format)."""
+    out: dict[str, str] = {}
+    for name in TARGETS.names():
+        out.setdefault(f".{TARGETS.get(name).profile.artifact_format}", name)
+    return out
 
 
 def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = None, progress: bool = True,
@@ -514,10 +519,11 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
         listed = manifest.get("artifacts") or []
         entries = [(a["target"], inside(bundle_dir, a["file"], "artifact"), a.get("sha256")) for a in listed]
     else:
-        if path.suffix not in _FORMAT_TARGET:
+        known = format_targets()
+        if path.suffix not in known:
             raise UserError(f"{path}: unknown artifact type {path.suffix!r}; give a .pte, .tflite or .onnx file")
         entry = next((a for a in (manifest or {}).get("artifacts", []) if a["file"] == path.name), None)
-        entries = [(entry["target"] if entry else _FORMAT_TARGET[path.suffix], path, (entry or {}).get("sha256"))]
+        entries = [(entry["target"] if entry else known[path.suffix], path, (entry or {}).get("sha256"))]
     for _, p, digest in entries:  # before any runtime sees the files
         if not p.is_file():
             raise UserError(f"{p} is missing; re-create the bundle with 'edgekit quantize'")
