@@ -147,8 +147,9 @@ def evaluate(artifact: Artifact | str | os.PathLike, images: torch.Tensor, *, la
     from edgekit.registry import TASKS
 
     path = Path(artifact.path if isinstance(artifact, Artifact) else artifact)
-    target = next((TARGETS.get(n) for n in TARGETS.names()
-                   if f".{TARGETS.get(n).profile.artifact_format}" == path.suffix and n != "simulation"), None)
+    from edgekit.pipeline import format_targets
+    name = format_targets().get(path.suffix)
+    target = TARGETS.get(name) if name not in (None, "simulation") else None
     if target is None:
         raise UserError(f"{path}: not a .pte, .tflite or .onnx artifact")
     canonical = prepare(model, example_input)[0] if model is not None else None

@@ -12,12 +12,14 @@ edited) is removed and rebuilt, never trusted. The root is ``$EDGEKIT_CACHE_DIR`
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -25,6 +27,7 @@ from edgekit.bundle import sha256_file
 from edgekit.version import __version__
 
 ENTRY = "entry.json"
+META = "meta.json"  # an entry's metadata (provenance of distilled images, an artifact's op report)
 KINDS = ("calibration", "fp32-artifact", "fp32-outputs", "artifact", "simulation-outputs")
 
 
@@ -55,11 +58,17 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
+def _update(h, t: torch.Tensor, name: str = "") -> None:
+    """Feed a tensor's name, dtype, shape and bytes to hash ``h``."""
+    t = t.detach().contiguous().cpu()
+    h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
 def tensor_hash(t: torch.Tensor) -> str:
     """The hex sha256 of a tensor's dtype, shape and bytes."""
-    t = t.detach().contiguous().cpu()
-    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h = hashlib.sha256()
+    _update(h, t)
     return h.hexdigest()
 
 
@@ -78,9 +87,7 @@ def model_hash(gm: torch.nn.Module) -> str:
     shape, bytes): two models with the same hash compute the same function."""
     h = hashlib.sha256(getattr(gm, "code", type(gm).__name__).encode())
     for name, t in sorted({**dict(gm.named_parameters()), **dict(gm.named_buffers())}.items()):
-        t = t.detach().contiguous().cpu()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        _update(h, t, name)
     return h.hexdigest()
 
 
@@ -94,7 +101,7 @@ class Cache:
         self.hits: list[str] = []  # "<kind>" of each hit, for the run's timings and notes
 
     def _dir(self, kind: str, key: str) -> Path:
-        assert kind in KINDS and len(key) == 64 and all(c in "0123456789abcdef" for c in key), (kind, key)
+        assert kind in KINDS and _is_key(key), (kind, key)
         return self.root / kind / key
 
     def lookup(self, kind: str, key: str) -> Path | None:
@@ -144,7 +151,7 @@ class Cache:
             return None
         try:
             tensors = torch.load(d / "tensors.pt", map_location="cpu", weights_only=True)
-            return tensors, json.loads((d / "meta.json").read_text())
+            return tensors, json.loads((d / META).read_text())
         except Exception:  # a payload that passed its checksum but does not load: drop it
             shutil.rmtree(d, ignore_errors=True)
             self.hits.pop()
@@ -156,15 +163,64 @@ class Cache:
             return
         with tempfile.TemporaryDirectory() as t:
             torch.save({k: v.detach().contiguous() for k, v in tensors.items()}, Path(t) / "tensors.pt")
-            (Path(t) / "meta.json").write_text(json.dumps(meta, default=str))
-            self.store(kind, key, {"tensors.pt": Path(t) / "tensors.pt", "meta.json": Path(t) / "meta.json"})
+            (Path(t) / META).write_text(json.dumps(meta, default=str))
+            self.store(kind, key, {"tensors.pt": Path(t) / "tensors.pt", META: Path(t) / META})
+
+    def tensors(self, kind: str, parts: Callable[[], tuple], make: Callable[[], tuple[dict, dict]]
+                ) -> tuple[dict[str, torch.Tensor], dict]:
+        """(tensors, metadata) of the entry keyed by ``parts()`` (see :func:`key_of`), else
+        ``make()``'s, stored. Disabled: ``make()``, and ``parts`` is never computed."""
+        if not self.enabled:
+            return make()
+        key = key_of(kind, *parts())
+        hit = self.load_tensors(kind, key)
+        if hit is not None:
+            return hit
+        tensors, meta = make()
+        self.store_tensors(kind, key, tensors, meta)
+        return tensors, meta
+
+    def files(self, kind: str, parts: Callable[[], tuple], make: Callable[[], tuple[dict[str, Path], dict]],
+              dest: Path) -> tuple[dict[str, Path], dict]:
+        """Files in ``dest`` ({name: path}) and metadata of the entry keyed by ``parts()``, copied
+        from the cache, else written there by ``make()`` (which returns them) and stored.
+        Disabled: ``make()``, and ``parts`` is never computed."""
+        if not self.enabled:
+            return make()
+        key = key_of(kind, *parts())
+        d = self.lookup(kind, key)
+        if d is not None:
+            try:
+                meta = json.loads((d / META).read_text())
+                names = [n for n in json.loads((d / ENTRY).read_text())["files"] if n != META]
+                for name in names:
+                    shutil.copyfile(d / name, dest / name)
+                return {n: dest / n for n in names}, meta
+            except (OSError, ValueError, KeyError):  # checksummed but unusable: rebuild it
+                shutil.rmtree(d, ignore_errors=True)
+                self.hits.pop()
+        files, meta = make()
+        with tempfile.TemporaryDirectory() as t:
+            (Path(t) / META).write_text(json.dumps(meta, default=str))
+            self.store(kind, key, {**files, META: Path(t) / META})
+        return files, meta
 
     def clear(self) -> int:
-        """Remove every entry (only the kinds edgekit writes); returns the bytes freed."""
+        """Remove every entry edgekit wrote (folders named by a key, or its temporary folders,
+        in the kinds' folders); anything else in the cache folder stays. Returns bytes freed."""
         freed = 0
         for kind in KINDS:
             d = self.root / kind
-            if d.is_dir():
-                freed += sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
-                shutil.rmtree(d)
+            if not d.is_dir():
+                continue
+            for entry in d.iterdir():
+                if entry.is_dir() and not entry.is_symlink() and (_is_key(entry.name) or entry.name.startswith(".tmp-")):
+                    freed += sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
+                    shutil.rmtree(entry)
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only when nothing else is left in it
         return freed
+
+
+def _is_key(name: str) -> bool:
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
-import json
+import functools
 import math
 import os
 import platform
@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -25,7 +26,7 @@ from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
 from edgekit.artifacts import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
-from edgekit.cache import Cache, key_of, library_versions, model_hash, recipe_hash, tensor_hash
+from edgekit.cache import Cache, library_versions, recipe_hash, tensor_hash
 from edgekit.errors import UserError, first_line
 from edgekit.evaluation import float_outputs, run_artifact, score, simulated_outputs
 from edgekit.models.canonical import CanonicalModel, canonicalize
@@ -159,15 +160,15 @@ def calibration_source(cfg: RunConfig, loaded: LoadedModel, canonical: Canonical
         prior = task.synthesis_prior(cfg.synth.label_loss)
         synthesizer = ALGORITHMS.get(cfg.method).synthesizer
         bounds = [b.tolist() for b in canonical.input_bounds] if canonical.input_bounds is not None else None
-        key = key_of("calibration", model_hash(canonical.unfolded), synthesizer, to_dict(cfg.synth), task.name,
-                     prior is not None, bounds, canonical.input_prior, canonical.batch)
-        hit = cache.load_tensors("calibration", key) if cache is not None else None
-        if hit is not None:
-            return CalibrationSource(hit[0]["images"], dict(hit[1], cached=True))
-        src = SYNTHESIZERS.get(synthesizer)(canonical, cfg.synth, progress, output_prior=prior)
-        if cache is not None:
-            cache.store_tensors("calibration", key, {"images": src.images}, src.provenance)
-        return src
+        made = []
+
+        def distil():
+            made.append(SYNTHESIZERS.get(synthesizer)(canonical, cfg.synth, progress, output_prior=prior))
+            return {"images": made[0].images}, made[0].provenance
+        tensors, prov = (cache or NO_CACHE).tensors(
+            "calibration", lambda: (canonical.content_hash, synthesizer, to_dict(cfg.synth), task.name,
+                                    prior is not None, bounds, canonical.input_prior, canonical.batch), distil)
+        return made[0] if made else CalibrationSource(tensors["images"], dict(prov, cached=True))
     if pre is None:
         pre = assumed_preprocess(tuple(loaded.example_input.shape))
         if notes is not None:
@@ -204,10 +205,10 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if eval_data is not None:
             eval_set = load_eval_data(eval_data, pre or assumed_preprocess(tuple(loaded.example_input.shape)),
                                       eval_samples, canonical.input_bounds)
-            if eval_set.labels is not None and ("labels" if eval_set.labels.dim() == 1 else "targets") != task.ground_truth:
-                raise UserError(f"--eval-data {eval_data} gives {'labels' if eval_set.labels.dim() == 1 else 'target images'}"
-                                f"; a {task.name} model is scored against '{task.ground_truth}': give those "
-                                "(or --task to say what the model is)")
+            given = None if eval_set.labels is None else "labels" if eval_set.labels.dim() == 1 else "targets"
+            if given not in (None, task.ground_truth):
+                raise UserError(f"--eval-data {eval_data} gives {'labels' if given == 'labels' else 'target images'}; a {task.name} model is scored against "
+                                f"'{task.ground_truth}': give those (or --task to say what the model is)")
             if pre is None and not str(eval_data).endswith(".npz"):
                 notes.append("evaluation images were taken as pixels/255: give --mean/--std or --input-range "
                              "if the model expects otherwise")
@@ -273,6 +274,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             for t in targets:  # per-layer bits (Genie's first/last layers) may differ from the plan's
                 t.check(recipe)
         timings["quantize_s"] = time.time() - t0
+        recipe_key = functools.cache(lambda: recipe_hash(recipe))  # the cache's key of this recipe, made once
 
         dataset = dataset or loaded.dataset
         torch.export.save(canonical.folded, str(tmp / bnd.FLOAT_PROGRAM))
@@ -288,7 +290,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             fp32_dir.mkdir(exist_ok=True)
             try:
                 with captured_output(tmp / LOWER_LOG):
-                    art = lower_int8(t, canonical, recipe, tmp, cache)
+                    art = lower_int8(t, canonical, recipe, tmp, cache, recipe_key)
                     fp32_bytes = fp32_twin(t, canonical, fp32_dir, cache)
             except Exception as e:
                 why = f"{type(e).__name__}: {first_line(e, empty='no message')}"
@@ -319,7 +321,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             t0 = time.time()
             evaluation = evaluate_bundle_parts(task, canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
                                                eval_set if eval_set is not None else dataset, eval_samples, progress,
-                                               cache)
+                                               cache, recipe_key)
             timings["evaluate_s"] = time.time() - t0
             for r in evaluation["results"]:
                 if r.get("sqnr_db_vs_fp32", math.inf) < LOW_SQNR_DB:
@@ -376,51 +378,42 @@ def latency_vs_fp32(path: Path, fp32_dir: Path, runtime: str, ops: dict) -> dict
     return out
 
 
-def lower_int8(target, canonical: CanonicalModel, recipe: QuantRecipe, out_dir: Path, cache: Cache | None):
+NO_CACHE = Cache(enabled=False)  # every lookup misses, nothing is stored
+
+
+def lower_int8(target, canonical: CanonicalModel, recipe: QuantRecipe, out_dir: Path, cache: Cache | None,
+               recipe_key: Callable[[], str]):
     """``target.lower`` of ``canonical`` quantized by ``recipe`` into ``out_dir``, from ``cache``
-    when the same model and recipe were lowered by the same converter versions before (the
-    files are copied; the runtimes still run them afresh)."""
+    when the same model and recipe (``recipe_key()``: its hash) were lowered by the same
+    converter versions before (the files are copied; the runtimes still run them afresh)."""
     from edgekit.backends.base import Artifact
-    key = (key_of("artifact", model_hash(canonical.unfolded), recipe_hash(recipe), target.name, library_versions())
-           if cache is not None and cache.enabled else None)
-    hit = cache.lookup("artifact", key) if key else None
-    if hit is not None:
-        meta = json.loads((hit / "artifact.json").read_text())
-        for name in [meta["file"], *meta["side_files"].values()]:
-            shutil.copyfile(hit / name, out_dir / name)
-        return Artifact(out_dir / meta["file"], target.name, meta["format"], meta["runtime"],
-                        {k: out_dir / v for k, v in meta["side_files"].items()}, meta["ops"])
-    art = target.lower(canonical, recipe, out_dir)
-    if key:
-        meta = {"file": art.path.name, "format": art.format, "runtime": art.runtime, "ops": art.ops,
-                "side_files": {k: p.name for k, p in art.side_files.items()}}
-        meta_path = out_dir / ".artifact-cache.json"
-        meta_path.write_text(json.dumps(meta))
-        cache.store("artifact", key, {"artifact.json": meta_path, art.path.name: art.path,
-                                      **{p.name: p for p in art.side_files.values()}})
-        meta_path.unlink()
-    return art
+
+    def lower():
+        art = target.lower(canonical, recipe, out_dir)
+        files = {p.name: p for p in (art.path, *art.side_files.values())}
+        return files, {"file": art.path.name, "format": art.format, "runtime": art.runtime, "ops": art.ops,
+                       "side_files": {k: p.name for k, p in art.side_files.items()}}
+    _, meta = (cache or NO_CACHE).files(
+        "artifact", lambda: (canonical.content_hash, recipe_key(), target.name, library_versions()), lower, out_dir)
+    return Artifact(out_dir / meta["file"], target.name, meta["format"], meta["runtime"],
+                    {k: out_dir / v for k, v in meta["side_files"].items()}, meta["ops"])
 
 
 def fp32_twin(target, canonical: CanonicalModel, fp32_dir: Path, cache: Cache | None) -> int:
     """Lower the FP32 twin of ``canonical`` for ``target`` into ``fp32_dir`` (``fp32.<suffix>``),
     from ``cache`` when the same model was lowered by the same converter versions before;
     returns its size in bytes."""
-    suffix = f".{target.profile.artifact_format}"
-    key = key_of("fp32-artifact", model_hash(canonical.graph_module), target.name, library_versions())
-    hit = cache.lookup("fp32-artifact", key) if cache is not None else None
-    if hit is not None:
-        shutil.copyfile(hit / f"fp32{suffix}", fp32_dir / f"fp32{suffix}")
-        return (fp32_dir / f"fp32{suffix}").stat().st_size
-    art = target.lower(canonical, None, fp32_dir, "fp32")
-    if cache is not None and art.path.name == f"fp32{suffix}":
-        cache.store("fp32-artifact", key, {art.path.name: art.path})
-    return art.bytes
+    def lower():
+        art = target.lower(canonical, None, fp32_dir, "fp32")
+        return {art.path.name: art.path}, {}
+    files, _ = (cache or NO_CACHE).files(
+        "fp32-artifact", lambda: (canonical.content_hash, target.name, library_versions()), lower, fp32_dir)
+    return files[f"fp32.{target.profile.artifact_format}"].stat().st_size
 
 
 def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
                           dataset: str | EvalData, limit: int | None, progress: bool,
-                          cache: Cache | None = None) -> dict:
+                          cache: Cache | None = None, recipe_key: Callable[[], str] | None = None) -> dict:
     """The ``evaluation`` section: the task, the references' metrics (``reference``: the FP32
     model's, and a task's baseline such as bicubic), and per artifact its metrics in its runtime
     against the ground truth, FP32 and the simulation of ``recipe`` as the artifact's target
@@ -431,35 +424,24 @@ def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRe
     else:
         data = EvalData(*load_dataset(dataset, limit), {"kind": "named data set", "name": dataset})
     images, labels = data.images, data.labels
-    fp32 = fp32_outputs(canonical, images, cache)
+    cache = cache or NO_CACHE
+    images_key = functools.cache(lambda: tensor_hash(images))
+    recipe_key = recipe_key or functools.cache(lambda: recipe_hash(recipe))
+    fp32 = cache.tensors("fp32-outputs", lambda: (canonical.content_hash, images_key()),
+                         lambda: ({"outputs": float_outputs(canonical, images)}, {"num_samples": len(images)}))[0]["outputs"]
     results, sims = [], {}
-    use_cache = cache is not None and cache.enabled and recipe is not None
-    keys = (model_hash(canonical.unfolded), recipe_hash(recipe), tensor_hash(images)) if use_cache else None
     for target, path in artifacts:
         placement = target.profile.placement  # the simulation is the same for targets of one placement
         if recipe is not None and placement not in sims:
-            key = key_of("simulation-outputs", *keys, placement) if use_cache else None
-            hit = cache.load_tensors("simulation-outputs", key) if key else None
-            sims[placement] = hit[0]["outputs"] if hit else simulated_outputs(canonical, recipe, target, images)
-            if key and not hit:
-                cache.store_tensors("simulation-outputs", key, {"outputs": sims[placement]}, {"placement": placement})
+            sims[placement] = cache.tensors(
+                "simulation-outputs", lambda: (canonical.content_hash, recipe_key(), images_key(), placement),
+                lambda: ({"outputs": simulated_outputs(canonical, recipe, target, images)}, {"placement": placement})
+            )[0]["outputs"]
         sim = sims.get(placement)
         out, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
         results.append(score(task, Path(path).name, target.profile.runtime, images, out, labels, fp32, sim, secs))
     return {"task": task.name, "dataset": data.name, "data": data.describe, "num_samples": len(images),
             "reference": task.reference(images, labels, fp32), "results": results}
-
-
-def fp32_outputs(canonical: CanonicalModel, images: torch.Tensor, cache: Cache | None) -> torch.Tensor:
-    """The FP32 model's outputs on ``images``, from ``cache`` for the same model and images."""
-    key = key_of("fp32-outputs", model_hash(canonical.unfolded), tensor_hash(images))
-    hit = cache.load_tensors("fp32-outputs", key) if cache is not None else None
-    if hit is not None:
-        return hit[0]["outputs"]
-    out = float_outputs(canonical, images)
-    if cache is not None:
-        cache.store_tensors("fp32-outputs", key, {"outputs": out}, {"num_samples": len(images)})
-    return out
 
 
 def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe,

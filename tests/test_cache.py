@@ -3,7 +3,6 @@ half-written entry is detected and rebuilt, never trusted, and ``--no-cache`` / 
 clear`` do what they say. The whole-run effect is measured by benchmarks/main_job.py."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
@@ -55,7 +54,24 @@ def test_a_damaged_entry_is_rebuilt_not_trusted(tmp_path, damage):
     assert torch.equal(c.load_tensors("fp32-outputs", k)[0]["outputs"], torch.ones(100))
 
 
-def test_clear_removes_only_cache_kinds(tmp_path, cli):
+def test_files_entry_round_trip_and_disabled_cache_never_computes_its_key(tmp_path):
+    c = Cache(tmp_path)
+    made = []
+
+    def make():
+        (tmp_path / "out" / "a.bin").write_bytes(b"abc")
+        made.append(1)
+        return {"a.bin": tmp_path / "out" / "a.bin"}, {"n": 1}
+    (tmp_path / "out").mkdir()
+    assert c.files("artifact", lambda: ("k",), make, tmp_path / "out")[1] == {"n": 1}
+    (tmp_path / "out" / "a.bin").unlink()
+    files, meta = Cache(tmp_path).files("artifact", lambda: ("k",), make, tmp_path / "out")
+    assert made == [1] and meta == {"n": 1} and files["a.bin"].read_bytes() == b"abc"
+    off = Cache(tmp_path, enabled=False)
+    assert off.tensors("calibration", lambda: 1 / 0, lambda: ({"x": torch.ones(1)}, {}))[1] == {}
+
+
+def test_clear_removes_only_cache_entries(tmp_path, cli):
     import os
     import subprocess
     import sys
@@ -67,6 +83,13 @@ def test_clear_removes_only_cache_kinds(tmp_path, cli):
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and "removed" in proc.stdout, proc.stderr
     assert not (tmp_path / "calibration").exists() and (tmp_path / "mine.txt").read_text() == "user data"
+    (tmp_path / "artifact").mkdir()
+    (tmp_path / "artifact" / "notes.txt").write_text("also the user's")
+    c.store_tensors("artifact", key_of("w"), {"x": torch.ones(1)}, {})
+    proc = subprocess.run([sys.executable, "-c", "from edgekit.cli import main; main()", "cache", "clear"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "artifact").iterdir()] == ["notes.txt"]  # only edgekit's entries go
     proc = subprocess.run([sys.executable, "-c", "from edgekit.cli import main; main()", "cache", "dir"],
                           capture_output=True, text=True, env=env)
     assert proc.stdout.strip() == str(tmp_path)

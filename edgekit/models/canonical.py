@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -66,6 +67,13 @@ class CanonicalModel:
     def graph_module(self) -> fx.GraphModule:
         """A fresh GraphModule of the folded program (safe to mutate)."""
         return self.folded.module()
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """sha256 of the model's graph and weights (``edgekit.cache.model_hash`` of ``unfolded``;
+        the folded program is a function of it), computed once: the cache's model key."""
+        from edgekit.cache import model_hash
+        return model_hash(self.unfolded)
 
 
 def module_path(node: fx.Node) -> str:

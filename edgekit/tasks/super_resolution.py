@@ -13,10 +13,7 @@ from PIL import Image
 
 from edgekit.registry import TASKS
 from edgekit.tasks.base import Column, Task
-from edgekit.tasks.sr_metrics import psnr, ssim
-
-_Y = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64)
-
+from edgekit.tasks.sr_metrics import psnr, rgb_to_y, ssim
 
 def y_channel(x: torch.Tensor) -> np.ndarray:
     """Images float [N, C, H, W] in [0, 1] -> Y float64 [N, H, W] in [0, 1] (C = 1: as is; C = 3:
@@ -24,9 +21,7 @@ def y_channel(x: torch.Tensor) -> np.ndarray:
     x = x.detach().double().clamp(0, 1)
     if x.dim() != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"super-resolution outputs are [N, 1 or 3, H, W]; got {list(x.shape)}")
-    if x.shape[1] == 1:
-        return x[:, 0].numpy()
-    return ((16 + torch.einsum("nchw,c->nhw", x, _Y)) / 255).numpy()
+    return x[:, 0].numpy() if x.shape[1] == 1 else rgb_to_y(x.permute(0, 2, 3, 1).numpy())
 
 
 def scale_of(inputs: torch.Tensor, out: torch.Tensor) -> int:

@@ -15,7 +15,7 @@ from edgekit.quant.bias_correction import corrected_biases
 from edgekit.quant.bn_ranges import analytic_ranges
 from edgekit.quant.equalize import equalize_depthwise_inputs
 from edgekit.quant.qparams import fill_affine, fill_weight, rounded_integers
-from edgekit.quant.recipe import QuantRecipe, plan_recipe, set_weight_bits
+from edgekit.quant.recipe import QuantRecipe, plan_recipe
 from edgekit.quant.stats import collect_activation_samples, estimate_range
 from edgekit.registry import ALGORITHMS
 
