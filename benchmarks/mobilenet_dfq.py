@@ -22,7 +22,6 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    import torch
 
     from edgekit.config import QuantConfig, RunConfig
     from edgekit.data.calibration import CalibrationSource

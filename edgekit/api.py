@@ -145,13 +145,14 @@ def evaluate(artifact: Artifact | str | os.PathLike, images: torch.Tensor, *, la
     Raises UserError for an unknown suffix or task."""
     from edgekit.evaluation import float_outputs, run_artifact, score, simulated_outputs
     from edgekit.registry import TASKS
+    from edgekit.runtimes.base import suffixes
 
     path = Path(artifact.path if isinstance(artifact, Artifact) else artifact)
     from edgekit.pipeline import format_targets
     name = format_targets().get(path.suffix)
     target = TARGETS.get(name) if name not in (None, "simulation") else None
     if target is None:
-        raise UserError(f"{path}: not a .pte, .tflite or .onnx artifact")
+        raise UserError(f"{path}: not a {suffixes()} artifact")
     canonical = prepare(model, example_input)[0] if model is not None else None
     out, seconds = run_artifact(target, path, images, progress, canonical.batch if canonical else None)
     fp32 = float_outputs(canonical, images) if canonical is not None else None

@@ -24,7 +24,8 @@ from edgekit.config import VALID_BITS, RunConfig, SynthConfig, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
-from edgekit.artifacts import check_artifact, probe_artifact
+from edgekit.runtimes.base import suffixes
+from edgekit.runtimes.checks import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
 from edgekit.cache import Cache, library_versions, recipe_hash, tensor_hash
 from edgekit.errors import UserError, first_line
@@ -494,7 +495,7 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
     """
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path} does not exist; give a bundle directory or a .pte/.tflite/.onnx file")
+        raise UserError(f"{path} does not exist; give a bundle directory or a {suffixes()} file")
     bundle_dir = path if path.is_dir() else path.parent
     manifest = bnd.read_manifest(bundle_dir) if (path.is_dir() or (bundle_dir / bnd.MANIFEST).exists()) else None
     if path.is_dir():
@@ -503,7 +504,7 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
     else:
         known = format_targets()
         if path.suffix not in known:
-            raise UserError(f"{path}: unknown artifact type {path.suffix!r}; give a .pte, .tflite or .onnx file")
+            raise UserError(f"{path}: unknown artifact type {path.suffix!r}; give a {suffixes()} file")
         entry = next((a for a in (manifest or {}).get("artifacts", []) if a["file"] == path.name), None)
         entries = [(entry["target"] if entry else known[path.suffix], path, (entry or {}).get("sha256"))]
     for _, p, digest in entries:  # before any runtime sees the files

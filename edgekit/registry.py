@@ -1,4 +1,4 @@
-"""The one registration mechanism: named algorithms, targets, placements, tasks, models and transports.
+"""The one registration mechanism: named algorithms, targets, placements, tasks, models, runtimes and transports.
 
 Each registry maps a name to an object (a function, a ``Target``, a factory). Registration is
 explicit, by decorator or call, in the module that defines the object; ``edgekit.plugins``
@@ -6,6 +6,7 @@ imports those modules once so that the registries are full.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, Iterator, TypeVar
 
 from edgekit.errors import UserError
@@ -16,9 +17,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A named collection of objects of one kind (``kind`` is used in error messages)."""
 
-    def __init__(self, kind: str, flag: str | None = None) -> None:
+    def __init__(self, kind: str, flag: str | None = None, plugins: str = "edgekit.plugins") -> None:
         self.kind = kind
         self.flag = flag
+        self.plugins = plugins  # the module whose import registers this kind's objects
         self._items: dict[str, T] = {}
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
@@ -35,7 +37,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the object named ``name``; raises UserError listing the known names."""
-        from edgekit import plugins  # noqa: F401  (fills the registries on first use)
+        importlib.import_module(self.plugins)  # fills the registry on first use
         try:
             return self._items[name]
         except KeyError:
@@ -46,7 +48,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Sorted registered names."""
-        from edgekit import plugins  # noqa: F401
+        importlib.import_module(self.plugins)
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
@@ -63,3 +65,5 @@ TRANSPORTS: Registry = Registry("device transport", "--device")
 SYNTHESIZERS: Registry = Registry("data synthesizer")
 PLACEMENTS: Registry = Registry("placement policy")
 TASKS: Registry = Registry("task", "--task")
+# runtimes register from a torch-free list: the profiling agent looks them up on devices without torch
+RUNTIMES: Registry = Registry("runtime", "--runtime", plugins="edgekit.runtimes.plugins")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]  # one worker builds the shared bundle
 
 SMALL = ["--num-samples", "16", "--iterations", "40", "--eval-samples", "400", "--no-progress"]
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from edgekit import bundle as bnd
-from edgekit.artifacts import check_artifact, probe_artifact
+from edgekit.runtimes.checks import check_artifact, probe_artifact
 from edgekit.data.calibration import load_calibration
 from edgekit.data.datasets import FMNIST
 from edgekit.errors import UserError

@@ -1,6 +1,7 @@
 """What every target has: a declarative profile (``targets/NAME.toml``), a recipe check, a PT2E
-quantizer that places quantize/dequantize the way the backend fuses ops, lowering to an
-artifact, and a runner that executes the artifact in its real runtime on this machine.
+quantizer that places quantize/dequantize the way the backend fuses ops (the profile's placement
+policy), lowering to an artifact, and a runner that executes the artifact in its real runtime
+(the profile's ``runtime``, one of ``edgekit.registry.RUNTIMES``) on this machine.
 """
 from __future__ import annotations
 
@@ -133,8 +134,15 @@ class Target:
     def runner(self, path: Path):
         """A callable mapping the model's input tensor float32 [B, C, H, W] to its output tensor
         float32 [B, ...] (class scores, an image, a map: whatever the model returns), executing
-        the artifact in its runtime."""
-        raise NotImplementedError
+        the artifact in the profile's runtime (``edgekit.registry.RUNTIMES``: the same load and
+        run that profiling uses). Raises UserError when the runtime refuses the file."""
+        from edgekit.registry import RUNTIMES
+
+        session = RUNTIMES.get(self.profile.runtime).load(Path(path))
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(session.run([x.detach().contiguous().numpy()])[0])
+        return run
 
 
 def evaluate_runner(run, images: torch.Tensor) -> torch.Tensor:

@@ -2,12 +2,11 @@
 serialized to .pte with its ETRecord (the debug map from runtime ops to the model's modules)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from edgekit.backends.base import Artifact, Target, captured_output
+from edgekit.backends.base import Artifact, Target
 from edgekit.models.canonical import CanonicalModel, module_path
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.quant.simulate import QDQ_OP_NAMES, float_ops, quantize_with_recipe
@@ -40,19 +39,6 @@ class ExecuTorchXnnpack(Target):
         pte.write_bytes(program.buffer)
         program.get_etrecord().save(str(etrecord))
         return Artifact(pte, self.name, "pte", "executorch", {"etrecord": etrecord}, ops)
-
-    def runner(self, path: Path):
-        from executorch.runtime import Runtime
-        try:  # quantized ops left outside the delegate need the quantized kernels registered
-            import executorch.kernels.quantized  # noqa: F401
-        except Exception:
-            pass
-        with captured_output(Path(os.devnull)):  # the runtime's CPU-probe notices
-            method = Runtime.get().load_program(Path(path)).load_method("forward")
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return method.execute([x.contiguous()])[0].clone()
-        return run
 
 
 def _compute_nodes(gm):

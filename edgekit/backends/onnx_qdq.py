@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from edgekit.backends.base import Artifact, Target, captured_output
-from edgekit.errors import UserError
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.quant.simulate import quantize_with_recipe
@@ -140,20 +139,6 @@ class OnnxQdq(Target):
         with open(log, "a") as f:
             f.write(f"edgekit: {n4} quantize/dequantize nodes stored as INT4\n")
         return Artifact(path, self.name, "onnx", "onnxruntime", {"log": log})
-
-    def runner(self, path: Path):
-        import onnxruntime as ort
-
-        try:
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise UserError(f"cannot load {Path(path).name} with onnxruntime ({str(e).splitlines()[0][:200]}); "
-                            "re-create it with 'edgekit quantize'") from None
-        name = sess.get_inputs()[0].name
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(sess.run(None, {name: x.contiguous().numpy()})[0])
-        return run
 
 
 TARGETS.register("onnx-qdq", OnnxQdq())

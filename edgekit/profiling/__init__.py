@@ -2,6 +2,6 @@
 
 Entry points: :func:`edgekit.profiling.spec.resolve` (BUNDLE_OR_ARTIFACT -> artifact),
 :func:`edgekit.profiling.transports.make_transport` (``--device`` -> Transport),
-:class:`edgekit.profiling.trace.Trace` (the result), :func:`edgekit.profiling.cli.register`
+:class:`edgekit.runtimes.trace.Trace` (the result), :func:`edgekit.profiling.cli.register`
 (the click commands). Submodules import their runtimes lazily, so importing this package is cheap.
 """

@@ -356,7 +356,7 @@ class Agent:
         import platform
         import socket
 
-        from edgekit.profiling.measure import available_runtimes
+        from edgekit.runtimes.measure import available_runtimes
 
         return {"agent": "edgekit", "api": 1, "hostname": socket.gethostname(),
                 "os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
@@ -409,8 +409,8 @@ class Agent:
         return h.hexdigest()
 
     def _run_job(self, job_dir: Path) -> dict:
-        from edgekit.artifacts import check_artifact
-        from edgekit.profiling.measure import RUNTIME_PACKAGES, available_runtimes
+        from edgekit.registry import RUNTIMES
+        from edgekit.runtimes.checks import check_artifact
 
         files = job_dir / FILES
         files.mkdir()
@@ -420,9 +420,9 @@ class Agent:
             raise AgentError("bad_archive", f"archive refused: {e}") from None
         (job_dir / UPLOAD).unlink()
         spec = read_job(files, uploaded)
-        if not available_runtimes().get(spec.runtime, False):
+        if not RUNTIMES.get(spec.runtime).installed():
             raise AgentError("runtime_missing", f"this device lacks the {spec.runtime} runtime; install "
-                                                f"{RUNTIME_PACKAGES[spec.runtime][1]} on it, or profile another "
+                                                f"{RUNTIMES.get(spec.runtime).requirement} on it, or profile another "
                                                 "artifact of the bundle (--runtime)")
         try:
             check_artifact(files / spec.artifact)

@@ -133,7 +133,7 @@ def trace_group():
 @_one_line_errors
 def compare_cmd(a, b, stat, plot_out, top):
     """Per-module differences between trace A and trace B (e.g. fp32 vs int8, two devices)."""
-    from edgekit.profiling.trace import Trace, compare
+    from edgekit.runtimes.trace import Trace, compare
 
     ta, tb = Trace.load(a), Trace.load(b)
     la, lb = ta.latency[stat], tb.latency[stat]

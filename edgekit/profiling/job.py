@@ -17,7 +17,7 @@ from pathlib import Path
 from edgekit.errors import UserError, run_main
 from edgekit.profiling.runners import run_spec
 from edgekit.profiling.spec import JOB_FILE, JobSpec
-from edgekit.profiling.trace import Trace
+from edgekit.runtimes.trace import Trace
 
 
 def run_job_dir(job_dir: Path) -> Trace:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekit.profiling.trace import Trace, compare
+from edgekit.runtimes.trace import Trace, compare
 
 
 def _pyplot():

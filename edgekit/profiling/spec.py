@@ -24,22 +24,12 @@ def _int_field(name: str, value: Any, lo: int, hi: int, flag: str, hint: str) ->
         raise UserError(f"{flag} {value}: {hint}" if value < lo else f"{flag} {value}: at most {hi}")
 
 
-#: runtime name -> artifact suffix; aliases accepted on the command line
-RUNTIMES = {"executorch": ".pte", "litert": ".tflite", "onnxruntime": ".onnx"}
-_ALIASES = {"pte": "executorch", "et": "executorch", "tflite": "litert", "tflite-runtime": "litert",
-            "onnx": "onnxruntime", "ort": "onnxruntime"}
-_PREFERENCE = ("executorch", "litert", "onnxruntime")
-
-
 def normalize_runtime(name: str | None) -> str | None:
-    """Canonical runtime name (``executorch``, ``litert``, ``onnxruntime``) or None; raises
-    UserError for an unknown one."""
-    if name is None:
-        return None
-    n = _ALIASES.get(name.lower(), name.lower())
-    if n not in RUNTIMES:
-        raise UserError(f"unknown runtime {name!r} (--runtime): use one of {', '.join(RUNTIMES)}")
-    return n
+    """Canonical runtime name (a name in ``edgekit.registry.RUNTIMES``) for a name or an alias
+    (``ort``, ``tflite``), or None; raises UserError for an unknown one."""
+    from edgekit.runtimes.base import runtime
+
+    return None if name is None else runtime(name).name
 
 
 @dataclass
@@ -149,20 +139,22 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
     missing, the manifest is unreadable, no artifact matches the runtime, or the file's suffix
     is not one of .pte/.tflite/.onnx. Does not check the sha256 (see :func:`verify`).
     """
+    from edgekit.runtimes.base import by_preference, runtime_of_suffix, suffixes
+
     p = Path(target)
     runtime = normalize_runtime(runtime)
     if not p.exists():
         raise UserError(f"{p} does not exist: give a bundle directory (edgekit quantize --out) "
-                        "or a .pte/.tflite/.onnx file")
+                        f"or a {suffixes()} file")
     if p.is_dir():
         manifest = read_manifest(p)
         arts = [a for a in manifest.get("artifacts", []) if isinstance(a, dict) and "file" in a]
         for a in arts:
-            a.setdefault("runtime", _runtime_of_suffix(Path(a["file"]).suffix))
+            a.setdefault("runtime", getattr(runtime_of_suffix(Path(a["file"]).suffix), "name", None))
         have = sorted({str(a.get("runtime")) for a in arts})
         if runtime is None:
-            ranked = sorted(arts, key=lambda a: _PREFERENCE.index(a["runtime"])
-                            if a["runtime"] in _PREFERENCE else 99)
+            order = by_preference()
+            ranked = sorted(arts, key=lambda a: order.index(a["runtime"]) if a["runtime"] in order else 99)
             chosen = ranked[0] if ranked else None
         else:
             chosen = next((a for a in arts if normalize_runtime(a["runtime"]) == runtime), None)
@@ -183,19 +175,12 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
                                 input_shape=model.get("input_shape"),
                                 input_dtype=model.get("input_dtype"),
                                 model_name=model.get("name") or p.name)
-    rt = _runtime_of_suffix(p.suffix)
+    rt = getattr(runtime_of_suffix(p.suffix), "name", None)
     if rt is None:
-        raise UserError(f"{p} is not a .pte, .tflite or .onnx file nor a bundle directory")
+        raise UserError(f"{p} is not a {suffixes()} file nor a bundle directory")
     if runtime is not None and runtime != rt:
         raise UserError(f"{p.name} is a {p.suffix} file, which runs on {rt}, not on {runtime}; "
                         "drop --runtime or give a bundle with that runtime's artifact")
     et = p.with_suffix(".etrecord")
     return ResolvedArtifact(path=p, runtime=rt, etrecord=et if (rt == "executorch" and et.is_file())
                             else None, model_name=p.stem)
-
-
-def _runtime_of_suffix(suffix: str) -> str | None:
-    for rt, suf in RUNTIMES.items():
-        if suffix.lower() == suf:
-            return rt
-    return None

@@ -34,11 +34,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifacts import check_artifact, probe_artifact
+from edgekit.runtimes.checks import check_artifact, probe_artifact
 from edgekit.errors import UserError
 from edgekit.profiling.spec import JOB_FILE, JobSpec, ResolvedArtifact, verify
-from edgekit.profiling.trace import Trace
-from edgekit.registry import TRANSPORTS
+from edgekit.runtimes.trace import Trace
+from edgekit.registry import RUNTIMES, TRANSPORTS
 
 
 class TransportError(RuntimeError):
@@ -351,10 +351,10 @@ class AdbTransport(Transport):
     def profile(self, art: ResolvedArtifact, spec: JobSpec) -> Trace:
         self._pick_serial()
         runner = self.options.get("runner_binary")
-        tool = {"executorch": "ExecuTorch's executor_runner (built with the event tracer)",
-                "litert": "LiteRT's benchmark_model"}.get(art.runtime)
+        tool = RUNTIMES.get(art.runtime).device_tool
         if tool is None:
-            raise UserError(f"adb profiling runs .pte and .tflite artifacts, not {art.path.suffix}")
+            phone = [RUNTIMES.get(n).suffix for n in RUNTIMES.names() if RUNTIMES.get(n).device_tool]
+            raise UserError(f"adb profiling runs {' and '.join(phone)} artifacts, not {art.path.suffix}")
         if not runner or not Path(runner).is_file():
             raise UserError(f"--runner-binary: give {tool} built for the phone"
                             + (f" ({runner} does not exist)" if runner else ""))
@@ -392,7 +392,7 @@ class AdbTransport(Transport):
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "aggregated": False}
 
     def _run_pte(self, art, spec, ddir, rb, model, tmp: Path, timeout) -> Trace:
-        from edgekit.profiling.runner_pte import events_from_etdump
+        from edgekit.runtimes.executorch import events_from_etdump
 
         etdump = f"{ddir}/trace.etdp"
         n = int(spec.warmup_runs) + int(spec.runs)
@@ -414,7 +414,7 @@ class AdbTransport(Transport):
         return Trace(metadata=md, latency_ms=list(lat)[-int(spec.runs):], events=events)
 
     def _run_tflite(self, art, spec, ddir, rb, model, tmp: Path, timeout) -> Trace:
-        from edgekit.profiling import runner_tflite as rt
+        from edgekit.runtimes import litert as rt
 
         csv_dev = f"{ddir}/ops.csv"
         args = rt.benchmark_args(model, int(spec.warmup_runs), int(spec.runs), spec.threads,

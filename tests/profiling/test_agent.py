@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from edgekit.profiling.spec import resolve
-from edgekit.profiling.trace import same_structure
+from edgekit.runtimes.trace import same_structure
 from edgekit.profiling.transports import TransportError, job_spec_for, make_transport, pack_job
 
 from .conftest import AgentProc, run_cli

@@ -2,12 +2,11 @@
 import json
 import shutil
 
-import pytest
 from click.testing import CliRunner
 
 from edgekit.profiling.cli import main as cli
 from edgekit.profiling.spec import resolve
-from edgekit.profiling.trace import Trace
+from edgekit.runtimes.trace import Trace
 from edgekit.profiling.transports import job_spec_for, make_transport
 
 
@@ -31,7 +30,7 @@ def test_pte_events_map_to_user_modules(bundle):
 
 
 def test_interleaved_loops_alternate_blocks():
-    from edgekit.profiling.measure import interleaved_loops
+    from edgekit.runtimes.measure import interleaved_loops
 
     calls = []
     lat, traced = interleaved_loops(lambda: calls.append("u"), lambda: calls.append("t"), 1, 12,

@@ -13,7 +13,7 @@ import pytest
 
 from edgekit.errors import UserError
 from edgekit.profiling.spec import resolve
-from edgekit.profiling.trace import same_structure
+from edgekit.runtimes.trace import same_structure
 from edgekit.profiling.transports import job_spec_for, make_transport
 
 from .conftest import ROOT, run_cli

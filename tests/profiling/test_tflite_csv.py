@@ -5,7 +5,7 @@ The CSV text below is hand-written in the layout LiteRT's profile summarizer use
 internal:" before the delegate's own table); no benchmark_model binary is available here."""
 from pathlib import Path
 
-from edgekit.profiling.runner_tflite import (events_from_benchmark_csv, load, module_from_location,
+from edgekit.runtimes.litert import (events_from_benchmark_csv, load, module_from_location,
                                              op_modules, parse_benchmark_csv,
                                              parse_benchmark_stdout)
 

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from edgekit.errors import UserError
-from edgekit.profiling.trace import Event, Trace, compare, stats
+from edgekit.runtimes.trace import Event, Trace, compare, stats
 
 
 def _trace(complete=True):

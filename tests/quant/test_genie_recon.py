@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from edgekit.config import QuantConfig
-from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import canonicalize
 from edgekit.quant.algorithms.genie import (ActQuantizer, WeightQuantizer, genie, mse_weight_scale, plan_bits,
                                             reconstruct, split_blocks)

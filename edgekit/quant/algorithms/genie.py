@@ -25,7 +25,6 @@ the recipe's TensorQuant entries and the integer weights in ``recipe.rounded_wei
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 from torch import fx, nn
@@ -309,7 +308,6 @@ def reconstruct(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Te
     q_env = {placeholder: images}
     iters, bs = cfg.recon_iterations, min(cfg.recon_batch_size, len(images))
     bar = tqdm(total=iters * len(blocks), desc="Genie-M reconstruction", unit="step", disable=not progress, leave=False)
-    t0 = time.time()
     for bi, b in enumerate(blocks):
         mods = {b.module.get_submodule(n.target) for n in b.module.graph.nodes if n.op == "call_module"}
         bw = [m for m in mods if isinstance(m, WeightQuantizer)]

@@ -1,5 +1,5 @@
-"""LiteRT (.tflite) runner: the LiteRT interpreter's per-invoke latency; per-operator events from
-a ``benchmark_model`` binary's op-profiling CSV when one is given.
+"""LiteRT (.tflite): the LiteRT interpreter runs the model and times each invoke; per-operator
+events come from a ``benchmark_model`` binary's op-profiling CSV when one is given.
 
 The Python interpreter has no per-operator profiler. ``benchmark_model`` (LiteRT's tool, built
 for the device) writes, with ``--enable_op_profiling=true --op_profiling_output_mode=csv``, tables
@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import UserError
-from edgekit.profiling.trace import Event, Trace
+from edgekit.registry import RUNTIMES
+from edgekit.runtimes.base import REMAKE, Runtime, Session, le
+from edgekit.runtimes.trace import Event, Trace
 
 _TFL_KIND = {
     "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "conv", "TRANSPOSE_CONV": "deconv",
@@ -50,8 +52,7 @@ def interpreter_class():
             from tflite_runtime.interpreter import Interpreter  # type: ignore
             return Interpreter, _version("tflite-runtime")
         except ImportError:
-            from edgekit.profiling.measure import missing_runtime
-            raise missing_runtime("litert", e) from None
+            raise RUNTIMES.get("litert").missing(e) from None
 
 
 def _version(dist: str) -> str:
@@ -65,10 +66,13 @@ def _version(dist: str) -> str:
 
 def load(path: Path, threads: int | None = None):
     """An allocated interpreter for ``path``; UserError for a corrupted or foreign file."""
+    from edgekit.runtimes.checks import native_stderr
+
     cls, ver = interpreter_class()
     try:
-        it = cls(model_path=str(path), num_threads=threads) if threads else cls(model_path=str(path))
-        it.allocate_tensors()
+        with native_stderr():  # the interpreter's delegate notice
+            it = cls(model_path=str(path), num_threads=threads) if threads else cls(model_path=str(path))
+            it.allocate_tensors()
     except Exception as e:
         raise UserError(f"cannot load {path.name} with LiteRT ({str(e).splitlines()[0][:200]}): "
                         "the file is corrupted or not a .tflite; re-create it with "
@@ -208,7 +212,7 @@ def parse_benchmark_stdout(text: str) -> dict[str, float] | None:
 def events_from_benchmark_csv(text: str, ops: list[dict[str, Any]]) -> list[Event]:
     """Events from a benchmark_model CSV (one average per event, ms), mapped to modules with
     ``ops`` (from :func:`op_modules` on the same .tflite)."""
-    from edgekit.profiling.runner_pte import event_kind
+    from edgekit.runtimes.xnnpack_ops import event_kind
 
     tables = parse_benchmark_csv(text)
     events: list[Event] = []
@@ -262,12 +266,12 @@ def benchmark_args(graph: str, warmup_runs: int, runs: int, threads: int | None,
 
 
 # ---- runner -----------------------------------------------------------------------------------
-def run(path: Path, spec, metadata: dict[str, Any]) -> Trace:
+def profile_tflite(path: Path, spec, metadata: dict[str, Any]) -> Trace:
     """Profile a .tflite: per-invoke wall-clock latency (ms) over ``spec.runs`` after
     ``spec.warmup_runs``. With ``spec.extra["benchmark_model"]`` (a binary on this machine),
     per-operator events come from its op-profiling CSV. Raises UserError for a corrupted file or
     a missing runtime."""
-    from edgekit.profiling.measure import make_input, timed_loop
+    from edgekit.runtimes.measure import make_input, timed_loop
 
     it, ver = load(path, spec.threads)
     inp = it.get_input_details()
@@ -308,3 +312,60 @@ def run(path: Path, spec, metadata: dict[str, Any]) -> Trace:
             events = events_from_benchmark_csv(out.read_text(), op_modules(it))
         md["tracing"] = "benchmark_model"
     return Trace(metadata=md, latency_ms=lat, events=events)
+
+
+class _TfliteSession(Session):
+    def __init__(self, interpreter) -> None:
+        self._it = interpreter
+        self._in, self._out = interpreter.get_input_details(), interpreter.get_output_details()
+        self.inputs = [([int(v) for v in d["shape"]], d["dtype"].__name__) for d in self._in]
+
+    def run(self, arrays: list) -> list:
+        import numpy as np
+
+        for d, a in zip(self._in, arrays):
+            if d["dtype"] != np.float32:  # integer input: quantized with the model's own parameters
+                s, z = d["quantization"]
+                info = np.iinfo(d["dtype"])
+                a = np.clip(np.round(a / s) + z, info.min, info.max)
+            self._it.set_tensor(d["index"], np.ascontiguousarray(a, dtype=d["dtype"]))
+        self._it.invoke()
+        outs = []
+        for d in self._out:
+            y = self._it.get_tensor(d["index"])
+            if d["dtype"] != np.float32:
+                s, z = d["quantization"]
+                y = (y.astype(np.float32) - z) * s
+            outs.append(np.array(y, dtype=np.float32))
+        return outs
+
+
+class LiteRT(Runtime):
+    """The LiteRT interpreter: ``ai-edge-litert``, or ``tflite-runtime`` on devices."""
+
+    name, suffix, aliases = "litert", ".tflite", ("tflite", "tflite-runtime")
+    package, requirement = "ai_edge_litert.interpreter", "ai-edge-litert==2.3.0 (or tflite-runtime)"
+    min_bytes, preference = 16, 1
+    device_tool = "LiteRT's benchmark_model"
+
+    def installed(self) -> bool:
+        import importlib.util
+
+        return super().installed() or importlib.util.find_spec("tflite_runtime") is not None
+
+    def check_format(self, head: bytes, size: int, name: str) -> None:
+        """'TFL3' at byte 4 and a root table inside the file."""
+        if head[4:8] != b"TFL3":
+            raise UserError(f"{name} is not a LiteRT model (no 'TFL3' file identifier at byte 4, "
+                            f"found {head[4:8]!r}); {REMAKE}")
+        if le(head, 0, 4) >= size:
+            raise UserError(f"{name} is truncated (its root table lies past the end); {REMAKE}")
+
+    def load(self, path: Path, threads: int | None = None) -> Session:
+        return _TfliteSession(load(Path(path), threads)[0])
+
+    def profile(self, path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
+        return profile_tflite(Path(path), spec, metadata)
+
+
+RUNTIMES.register("litert", LiteRT())

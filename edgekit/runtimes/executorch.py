@@ -1,4 +1,5 @@
-"""ExecuTorch (.pte) runner: the ExecuTorch runtime with ETDump, mapped to modules via the ETRecord.
+"""ExecuTorch (.pte): the runtime's Python bindings load and run a program; profiling adds ETDump,
+mapped to modules via the ETRecord.
 
 Mapping. Non-delegated operators carry debug handles in the ETDump; the ETRecord's edge program
 maps each handle to the graph node and its ``nn_module_stack`` (the user's module path).
@@ -21,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifacts import native_stderr
 from edgekit.errors import UserError
-from edgekit.profiling.trace import Event, Trace
+from edgekit.registry import RUNTIMES
+from edgekit.runtimes.base import REMAKE, Runtime, Session, le
+from edgekit.runtimes.checks import native_stderr
+from edgekit.runtimes.trace import Event, Trace
+from edgekit.runtimes.xnnpack_ops import event_kind
 
 DEFAULT_DEBUG_HANDLE = 65535  # XNNPACK's "no handle" value
 _RUNTIME_SPANS = ("Method::execute", "Method::init", "Program::load_method")
@@ -98,19 +102,6 @@ def _module_of(node) -> ModuleInfo:
 
 # ---- XNNPACK payload ---------------------------------------------------------------------------
 # runtime operator name prefix -> kind; payload node type -> kind
-_EVENT_KIND = {
-    "convolution": "conv", "deconvolution": "deconv", "fully connected": "fc",
-    "batch matrix multiply": "bmm", "mean": "reduce", "sum": "reduce",
-    "global average pooling": "reduce", "average pooling": "avgpool", "max pooling": "maxpool",
-    "argmax pooling": "maxpool", "add": "add", "multiply": "mul", "subtract": "sub",
-    "divide": "div", "clamp": "clamp", "convert": "convert", "transpose": "transpose",
-    "static reshape": "reshape", "reshape": "reshape", "copy": "reshape",
-    "concatenate": "concat", "sigmoid": "sigmoid", "hardswish": "hardswish", "softmax": "softmax",
-    "constant pad": "pad", "leaky relu": "leakyrelu", "elu": "elu", "tanh": "tanh",
-    "slice": "slice", "resize bilinear": "resize", "square root": "sqrt", "negate": "neg",
-    "abs": "abs", "floor": "floor", "ceiling": "ceil", "maximum": "max", "minimum": "min",
-    "square": "square", "prelu": "prelu", "exp": "exp", "log": "log", "gelu": "gelu",
-}
 _NODE_KIND = {
     "conv2d": "conv", "depthwiseconv2d": "conv", "convtranspose2d": "deconv",
     "fullyconnected": "fc", "batchmatrixmultiply": "bmm", "globalavgpooling2d": "reduce",
@@ -126,12 +117,6 @@ _NODE_KIND = {
     "minimum2": "min", "square": "square", "prelu": "prelu", "exp": "exp", "log": "log",
     "gelu": "gelu",
 }
-
-
-def event_kind(name: str) -> str:
-    """Kind of an XNNPACK runtime operator from its label (text before the first '(' or '#')."""
-    base = re.split(r"[(#]", name, maxsplit=1)[0].strip().lower()
-    return _EVENT_KIND.get(base, re.sub(r"[^a-z0-9]", "", base))
 
 
 def _node_kind(union_type: str) -> str:
@@ -282,21 +267,19 @@ def events_from_etdump(etdump: Path, etrecord: Path | None, pte: Path, runs: int
 
 # ---- runner -----------------------------------------------------------------------------------
 def _runtime():
-    from edgekit.profiling.measure import missing_runtime
-
     try:
-        from executorch.runtime import Runtime
+        from executorch.runtime import Runtime as ETRuntime
         import executorch.version as v
     except ImportError as e:
-        raise missing_runtime("executorch", e) from None
+        raise RUNTIMES.get("executorch").missing(e) from None
     try:  # non-delegated quantized ops need the quantized kernels registered
         import executorch.kernels.quantized  # noqa: F401
     except Exception:
         pass
-    return Runtime.get(), getattr(v, "__version__", "?")
+    return ETRuntime.get(), getattr(v, "__version__", "?")
 
 
-def load(path: Path, trace_ops: bool):
+def load_method(path: Path, trace_ops: bool):
     """Load ``path``'s forward method; raises UserError for a corrupted or foreign file."""
     rt, version = _runtime()
     with native_stderr() as log:
@@ -316,7 +299,7 @@ def load(path: Path, trace_ops: bool):
     return program, method, version
 
 
-def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
+def profile_pte(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
     """Profile a .pte: ``spec.warmup_runs`` + ``spec.runs`` executions of ``forward`` on one
     reproducible random input; end-to-end latency per timed run (ms) from the wall clock.
 
@@ -327,7 +310,7 @@ def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None
     is not installed."""
     import torch
 
-    from edgekit.profiling.measure import interleaved_loops, make_input, timed_loop
+    from edgekit.runtimes.measure import interleaved_loops, make_input, timed_loop
 
     if spec.threads:
         try:
@@ -335,10 +318,10 @@ def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None
             portable_lib._unsafe_reset_threadpool(int(spec.threads))
         except Exception:
             pass
-    program, method, version = load(path, trace_ops=False)
+    program, method, version = load_method(path, trace_ops=False)
     traced_program = traced_method = None
     if spec.trace_ops:
-        traced_program, traced_method, _ = load(path, trace_ops=True)
+        traced_program, traced_method, _ = load_method(path, trace_ops=True)
     metas = [method.metadata.input_tensor_meta(i) for i in range(method.metadata.num_inputs())]
     if spec.input_shape and len(metas) == 1:
         shapes = [list(spec.input_shape)]
@@ -373,6 +356,67 @@ def run(path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None
 
 
 def _p50(xs: list[float]) -> float | None:
-    from edgekit.profiling.trace import stats
+    from edgekit.runtimes.trace import stats
 
     return stats(xs)["p50"] if xs else None
+
+
+class _PteSession(Session):
+    def __init__(self, program, method) -> None:
+        self._program, self._method = program, method  # the program owns the method's memory
+        metas = [method.metadata.input_tensor_meta(i) for i in range(method.metadata.num_inputs())]
+        self.inputs = [(list(m.sizes()), "float32") for m in metas]
+
+    def run(self, arrays: list) -> list:
+        import numpy as np
+        import torch
+
+        outs = self._method.execute([torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])
+        return [o.detach().clone().numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outs]
+
+
+class ExecuTorch(Runtime):
+    """ExecuTorch's runtime (the ``executorch`` wheel's Python bindings), CPU kernels and the
+    delegates compiled into the wheel (XNNPACK)."""
+
+    name, suffix, aliases = "executorch", ".pte", ("pte", "et")
+    package, requirement = "executorch.runtime", "executorch==1.5.1"
+    min_bytes, preference = 32, 0
+    device_tool = "ExecuTorch's executor_runner (built with the event tracer)"
+
+    def check_format(self, head: bytes, size: int, name: str) -> None:
+        """'ET' and two digits at byte 4; the root table and, where the extended header
+        ``eh00`` is present, the program and segments it declares must lie inside the file."""
+        if head[4:6] != b"ET" or not head[6:8].isdigit():
+            raise UserError(f"{name} is not an ExecuTorch program (no 'ET' file identifier at byte 4, "
+                            f"found {head[4:8]!r}); {REMAKE}")
+        if le(head, 0, 4) >= size:
+            raise UserError(f"{name} is truncated (its root table lies past the end); {REMAKE}")
+        if head[8:12] == b"eh00":
+            length, program = le(head, 12, 4), le(head, 16, 8)
+            base, seg = le(head, 24, 8), (le(head, 32, 8) if length >= 32 else 0)
+            if program > size or (base and base + seg > size):
+                need = max(program, base + seg)
+                raise UserError(f"{name} is truncated: its header promises {need} bytes, the file has "
+                                f"{size}; {REMAKE}")
+
+    def load(self, path: Path, threads: int | None = None) -> Session:
+        return _PteSession(*load_method(Path(path), trace_ops=False)[:2])
+
+    def probe(self, path: Path) -> None:
+        """Load the program and its forward method (delegates compile their payload there) with
+        the bindings alone (~2 s; ``executorch.runtime`` imports exir and torchao, ~7 s); both
+        verify the program the same way (InternalConsistency)."""
+        import torch  # noqa: F401  (the extension resolves libtorch's symbols)
+        try:
+            import executorch.extension.pybindings._C as et
+        except ImportError:
+            super().probe(path)
+            return
+        et._load_program(str(path), program_verification=et.Verification.InternalConsistency).load_method("forward")
+
+    def profile(self, path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
+        return profile_pte(Path(path), spec, metadata, etrecord)
+
+
+RUNTIMES.register("executorch", ExecuTorch())

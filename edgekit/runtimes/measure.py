@@ -1,5 +1,5 @@
-"""What every runner shares: the runtimes a machine has, the timing loops, reproducible inputs
-and the run metadata. Imports nothing from the runners (they import this)."""
+"""What every runtime's profiling shares: the runtimes a machine has, the timing loops,
+reproducible inputs and the run metadata. Imports no runtime module (they import this)."""
 from __future__ import annotations
 
 import os
@@ -9,39 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import UserError
-from edgekit.profiling.spec import JobSpec
-
-#: runtime -> (module to import, pip requirement) for the "device lacks the runtime" message
-RUNTIME_PACKAGES = {
-    "executorch": ("executorch.runtime", "executorch==1.5.1"),
-    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert==2.3.0 (or tflite-runtime)"),
-    "onnxruntime": ("onnxruntime", "onnxruntime==1.31.1"),
-}
-
 
 def available_runtimes() -> dict[str, bool]:
-    """Which runtimes this machine can run, without importing them (importlib.util.find_spec)."""
-    import importlib.util
+    """Which registered runtimes this machine can run, without importing them."""
+    from edgekit.registry import RUNTIMES
 
-    out = {}
-    for rt, (mod, _) in RUNTIME_PACKAGES.items():
-        top = mod.split(".")[0]
-        ok = importlib.util.find_spec(top) is not None
-        if rt == "litert" and not ok:
-            ok = importlib.util.find_spec("tflite_runtime") is not None
-        out[rt] = ok
-    return out
+    return {n: RUNTIMES.get(n).installed() for n in RUNTIMES.names()}
 
 
-def missing_runtime(runtime: str, err: BaseException) -> UserError:
-    """The UserError for a device without ``runtime`` installed."""
-    _, req = RUNTIME_PACKAGES[runtime]
-    return UserError(f"this device lacks the {runtime} runtime ({err}); install {req} there, "
-                     "or pick another --runtime")
-
-
-def base_metadata(spec: JobSpec, artifact: Path, sha256: str) -> dict[str, Any]:
+def base_metadata(spec, artifact: Path, sha256: str) -> dict[str, Any]:
     """Run metadata common to all runners (device, OS, artifact facts, run counts)."""
     uname = platform.uname()
     return {

@@ -1,4 +1,5 @@
-"""ONNX (.onnx) runner: onnxruntime with its profiler (``SessionOptions.enable_profiling``).
+"""ONNX (.onnx): onnxruntime's CPU provider runs the model; profiling adds its profiler
+(``SessionOptions.enable_profiling``).
 
 The profiler writes Chrome-trace JSON with one "Node" event per kernel per run
 (``<node>_kernel_time``, duration in µs, ``args.op_name``, ``args.provider``). Modules come from
@@ -15,9 +16,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgekit.artifacts import native_stderr
 from edgekit.errors import UserError
-from edgekit.profiling.trace import Event, Trace
+from edgekit.registry import RUNTIMES
+from edgekit.runtimes.base import REMAKE, Runtime, Session
+from edgekit.runtimes.checks import native_stderr
+from edgekit.runtimes.trace import Event, Trace
+
+# ModelProto field numbers (onnx.proto): ir_version 1, producer_name 2, producer_version 3,
+# domain 4, model_version 5, doc_string 6, graph 7, opset_import 8, metadata_props 14,
+# training_info 20, functions 25, configuration 26
+_ONNX_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25, 26}
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
                "tensor(double)": "float64", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
@@ -84,32 +92,38 @@ def events_from_profile(profile: list[dict[str, Any]], runs: int,
     return events
 
 
-def run(path: Path, spec, metadata: dict[str, Any]) -> Trace:
-    """Profile an .onnx on onnxruntime's CPU provider: wall-clock latency per ``session.run``
-    (ms) and, with ``spec.trace_ops``, per-node kernel times from the profiler. Raises UserError
-    for a corrupted model or when onnxruntime is missing."""
-    from edgekit.profiling.measure import make_input, missing_runtime, timed_loop
-
+def inference_session(path: Path, threads: int | None = None, profile_prefix: str | None = None):
+    """An onnxruntime CPU session for ``path`` (profiling into ``profile_prefix`` when given);
+    UserError for a corrupted model or when onnxruntime is missing."""
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise missing_runtime("onnxruntime", e) from None
+        raise RUNTIMES.get("onnxruntime").missing(e) from None
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    so.log_severity_level = 3  # errors come back as exceptions, not as log lines
+    try:
+        with native_stderr():  # onnxruntime's profiler logs its own line when loading fails
+            return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise UserError(f"cannot load {path.name} with onnxruntime ({str(e).splitlines()[0][:200]}): the "
+                        f"file is corrupted or not an ONNX model; {REMAKE}") from None
+
+
+def profile_onnx(path: Path, spec, metadata: dict[str, Any]) -> Trace:
+    """Profile an .onnx on onnxruntime's CPU provider: wall-clock latency per ``session.run``
+    (ms) and, with ``spec.trace_ops``, per-node kernel times from the profiler. Raises UserError
+    for a corrupted model or when onnxruntime is missing."""
+    import onnxruntime as ort
+
+    from edgekit.runtimes.measure import make_input, timed_loop
+
     with tempfile.TemporaryDirectory() as tmp:
-        so = ort.SessionOptions()
-        if spec.threads:
-            so.intra_op_num_threads = int(spec.threads)
-        if spec.trace_ops:
-            so.enable_profiling = True
-            so.profile_file_prefix = str(Path(tmp) / "ort")
-        so.log_severity_level = 3  # errors come back as exceptions, not as log lines
-        try:
-            with native_stderr():  # onnxruntime's profiler logs its own line when loading fails
-                sess = ort.InferenceSession(str(path), sess_options=so,
-                                            providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise UserError(f"cannot load {path.name} with onnxruntime "
-                            f"({str(e).splitlines()[0][:200]}): the file is corrupted or not "
-                            "an ONNX model; re-create it with 'edgekit quantize'") from None
+        sess = inference_session(path, spec.threads, str(Path(tmp) / "ort") if spec.trace_ops else None)
         feeds = {}
         for i, inp in enumerate(sess.get_inputs()):
             shape = [d if isinstance(d, int) else 1 for d in inp.shape]
@@ -129,3 +143,62 @@ def run(path: Path, spec, metadata: dict[str, Any]) -> Trace:
               tracing="ort-profiler" if spec.trace_ops else "none",
               input_shapes=[list(v.shape) for v in feeds.values()])
     return Trace(metadata=md, latency_ms=lat, events=events)
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while i < len(data) and shift < 64:
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return value, i
+        shift += 7
+    raise ValueError("truncated varint")
+
+
+class _OrtSession(Session):
+    def __init__(self, sess) -> None:
+        self._sess = sess
+        self._names = [i.name for i in sess.get_inputs()]
+        self.inputs = [([d if isinstance(d, int) else 1 for d in i.shape], _ORT_DTYPES.get(i.type, "float32"))
+                       for i in sess.get_inputs()]
+
+    def run(self, arrays: list) -> list:
+        import numpy as np
+
+        return self._sess.run(None, {n: np.ascontiguousarray(a) for n, a in zip(self._names, arrays)})
+
+
+class OnnxRuntime(Runtime):
+    """onnxruntime on its CPU execution provider."""
+
+    name, suffix, aliases = "onnxruntime", ".onnx", ("onnx", "ort")
+    package, requirement = "onnxruntime", "onnxruntime==1.31.1"
+    min_bytes, preference = 16, 2
+
+    def check_format(self, head: bytes, size: int, name: str) -> None:
+        """The first bytes are a protobuf ModelProto field (a known field number and wire type)."""
+        try:
+            tag, _ = _varint(head, 0)
+        except ValueError:
+            tag = 0
+        if (tag >> 3) not in _ONNX_FIELDS or (tag & 7) not in (0, 2):
+            raise UserError(f"{name} is not an ONNX model (its first bytes are not an ONNX ModelProto "
+                            f"field); {REMAKE}")
+
+    def load(self, path: Path, threads: int | None = None) -> Session:
+        return _OrtSession(inference_session(Path(path), threads))
+
+    def probe(self, path: Path) -> None:
+        """Parse the model (onnx, without external data) and build a session."""
+        import onnx
+
+        onnx.load(str(path), load_external_data=False)
+        inference_session(Path(path))
+
+    def profile(self, path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
+        return profile_onnx(Path(path), spec, metadata)
+
+
+RUNTIMES.register("onnxruntime", OnnxRuntime())
