@@ -2,6 +2,7 @@
 inputs; the model's task (``edgekit.tasks``) scores their outputs."""
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -25,7 +26,16 @@ def simulated_outputs(canonical: CanonicalModel, recipe: QuantRecipe, target: Ta
                       images: torch.Tensor) -> torch.Tensor:
     """Outputs [N, ...] of the PyTorch fake-quant simulation of ``recipe`` as ``target`` places it
     (run as ``fused_for_simulation``: the same arithmetic in fewer passes)."""
-    return canonical.run(fused_for_simulation(quantize_with_recipe(canonical, recipe, target.quantizer(recipe))), images)
+    return canonical.run(simulation_program(canonical, recipe, target)[1], images)
+
+
+def simulation_program(canonical: CanonicalModel, recipe: QuantRecipe, target: Target) -> tuple[str, torch.fx.GraphModule]:
+    """The simulation of ``recipe`` as ``target`` places it, ready to run (``fused_for_simulation``),
+    and its signature: the sha256 (16 hex digits) of its generated code, which holds every q/dq
+    op with its scale and zero point, so two targets whose quantizers place quantization the same
+    way on this model get the same signature (their simulations are one computation)."""
+    gm = quantize_with_recipe(canonical, recipe, target.quantizer(recipe))
+    return hashlib.sha256(gm.code.encode()).hexdigest()[:16], fused_for_simulation(gm)
 
 
 def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: bool = True,

@@ -27,9 +27,9 @@ from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_prepr
 from edgekit.runtimes.base import suffixes
 from edgekit.runtimes.checks import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
-from edgekit.cache import Cache, library_versions, recipe_hash, tensor_hash
+from edgekit.cache import Cache, key_of, library_versions, recipe_hash, tensor_hash
 from edgekit.errors import UserError, first_line
-from edgekit.evaluation import float_outputs, run_artifact, score, simulated_outputs
+from edgekit.evaluation import run_artifact, score, simulation_program
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
@@ -283,47 +283,23 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if mp is not None:
             from edgekit.quant.mixed_precision import write_pareto
             write_pareto(mp, tmp)
-        artifacts = []
-        t0 = time.time()
-        skipped = []  # default targets whose converter failed on this model
-        for t in targets:
-            fp32_dir = tmp / ".fp32"
-            fp32_dir.mkdir(exist_ok=True)
-            try:
-                with captured_output(tmp / LOWER_LOG):
-                    art = lower_int8(t, canonical, recipe, tmp, cache, recipe_key)
-                    fp32_bytes = fp32_twin(t, canonical, fp32_dir, cache)
-            except Exception as e:
-                why = f"{type(e).__name__}: {first_line(e, empty='no message')}"
-                shutil.rmtree(fp32_dir, ignore_errors=True)
-                if cfg.targets or len(targets) == 1:  # the user named it, or nothing else is left
-                    raise RuntimeError(f"target {t.name} could not lower model {loaded.name} ({why}); "
-                                       f"its converter's log is the last lines of {LOWER_LOG}; try another --target") from None
-                skipped.append({"target": t.name, "error": why})
-                notes.append(f"target {t.name} could not lower this model ({why}); the bundle holds the other targets")
-                continue
-            entry = {"file": art.path.name, "target": t.name, "format": art.format, "runtime": art.runtime,
-                     "bytes": art.bytes, "sha256": art.sha256, "fp32_bytes": fp32_bytes,
-                     "size_ratio_vs_fp32": round(art.bytes / fp32_bytes, 4)}
-            entry.update({k: p.name for k, p in art.side_files.items()})
-            if art.ops:
-                entry["ops"] = art.ops
-            entry.update(latency_vs_fp32(art.path, fp32_dir, art.runtime, art.ops))
-            artifacts.append((t, art, entry))
-            shutil.rmtree(fp32_dir)
-            log(f"{t.name}: wrote {art.path.name} ({art.bytes} bytes, {art.bytes / fp32_bytes:.1%} of fp32)")
-        timings["lower_s"] = time.time() - t0
-        if not artifacts:
-            raise RuntimeError(f"no target could lower model {loaded.name}: " +
-                               "; ".join(f"{x['target']}: {x['error']}" for x in skipped))
-
+        data = eval_data_of(eval_set if eval_set is not None else dataset, eval_samples) \
+            if eval_set is not None or dataset else None
+        artifacts, skipped = lower_targets(cfg, loaded, canonical, recipe, targets, tmp, cache, recipe_key,
+                                           notes, log, timings)
         evaluation = None
-        if eval_set is not None or dataset:
+        if data is not None:
+            t0 = time.time()
+            refs = reference_outputs(canonical, recipe, [t for t, _, _ in artifacts], data.images, cache, recipe_key)()
+            timings["references_s"] = time.time() - t0
+        for t, art, entry in artifacts:
+            entry.update(latency_vs_fp32(art.path, tmp / f".fp32-{t.name}", art.runtime, art.ops))
+            shutil.rmtree(tmp / f".fp32-{t.name}")
+        if data is not None:
             t0 = time.time()
             evaluation = evaluate_bundle_parts(task, canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
-                                               eval_set if eval_set is not None else dataset, eval_samples, progress,
-                                               cache, recipe_key)
-            timings["evaluate_s"] = time.time() - t0
+                                               data, progress, refs)
+            timings["evaluate_s"] = time.time() - t0 + timings.pop("references_s")
             for r in evaluation["results"]:
                 if r.get("sqnr_db_vs_fp32", math.inf) < LOW_SQNR_DB:
                     notes.append(f"{r['file']}: output SQNR {r['sqnr_db_vs_fp32']:.1f} dB against FP32 on "
@@ -349,6 +325,45 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                 "avg_weight_bits": round(8 * mp.chosen_bytes / sum(li.params for li in mp.layers), 4)}
         bnd.write_json(tmp / bnd.MANIFEST, manifest)
     return RunResult(Path(out), manifest, timings)
+
+
+def lower_targets(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe, targets: list,
+                  tmp: Path, cache: Cache | None, recipe_key: Callable[[], str], notes: list[str], log,
+                  timings: dict[str, float]) -> tuple[list, list]:
+    """Lower every target's int8 artifact into ``tmp`` and its FP32 twin into ``tmp/.fp32-<target>``.
+    A default target whose converter fails is skipped with a note; a named one (or the last
+    one) raises RuntimeError. Returns ([(target, Artifact, manifest entry)], [skipped])."""
+    artifacts, skipped = [], []
+    t0 = time.time()
+    for t in targets:
+        fp32_dir = tmp / f".fp32-{t.name}"
+        fp32_dir.mkdir(exist_ok=True)
+        try:
+            with captured_output(tmp / LOWER_LOG):
+                art = lower_int8(t, canonical, recipe, tmp, cache, recipe_key)
+                fp32_bytes = fp32_twin(t, canonical, fp32_dir, cache)
+        except Exception as e:
+            why = f"{type(e).__name__}: {first_line(e, empty='no message')}"
+            shutil.rmtree(fp32_dir, ignore_errors=True)
+            if cfg.targets or len(targets) == 1:  # the user named it, or nothing else is left
+                raise RuntimeError(f"target {t.name} could not lower model {loaded.name} ({why}); "
+                                   f"its converter's log is the last lines of {LOWER_LOG}; try another --target") from None
+            skipped.append({"target": t.name, "error": why})
+            notes.append(f"target {t.name} could not lower this model ({why}); the bundle holds the other targets")
+            continue
+        entry = {"file": art.path.name, "target": t.name, "format": art.format, "runtime": art.runtime,
+                 "bytes": art.bytes, "sha256": art.sha256, "fp32_bytes": fp32_bytes,
+                 "size_ratio_vs_fp32": round(art.bytes / fp32_bytes, 4)}
+        entry.update({k: p.name for k, p in art.side_files.items()})
+        if art.ops:
+            entry["ops"] = art.ops
+        artifacts.append((t, art, entry))
+        log(f"{t.name}: wrote {art.path.name} ({art.bytes} bytes, {art.bytes / fp32_bytes:.1%} of fp32)")
+    timings["lower_s"] = time.time() - t0
+    if not artifacts:
+        raise RuntimeError(f"no target could lower model {loaded.name}: " +
+                           "; ".join(f"{x['target']}: {x['error']}" for x in skipped))
+    return artifacts, skipped
 
 
 LOW_SQNR_DB = 10.0  # below this an artifact's output is mostly quantization noise: said in a note
@@ -412,37 +427,83 @@ def fp32_twin(target, canonical: CanonicalModel, fp32_dir: Path, cache: Cache | 
     return files[f"fp32.{target.profile.artifact_format}"].stat().st_size
 
 
-def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
-                          dataset: str | EvalData, limit: int | None, progress: bool,
-                          cache: Cache | None = None, recipe_key: Callable[[], str] | None = None) -> dict:
-    """The ``evaluation`` section: the task, the references' metrics (``reference``: the FP32
-    model's, and a task's baseline such as bicubic), and per artifact its metrics in its runtime
-    against the ground truth, FP32 and the simulation of ``recipe`` as the artifact's target
-    places it, keyed by metric name. ``dataset``: a named data set, or EvalData (the user's, or
-    held-out images without ground truth: then comparisons with FP32 and the simulation only)."""
-    if isinstance(dataset, EvalData):
-        data = dataset
-    else:
-        data = EvalData(*load_dataset(dataset, limit), {"kind": "named data set", "name": dataset})
-    images, labels = data.images, data.labels
+def reference_outputs(canonical: CanonicalModel, recipe: QuantRecipe | None, targets: list, images: torch.Tensor,
+                      cache: Cache | None = None, recipe_key: Callable[[], str] | None = None) -> Callable[[], dict]:
+    """What the artifacts are compared with on ``images`` (float32 [N, C, H, W]): the FP32
+    outputs and, per target, the outputs of the simulation of ``recipe`` as the target places it.
+
+    Two steps: this call reads the cache and builds the simulation programs still missing (PT2E
+    prepare/convert), one per distinct placement signature (``simulation_program``: targets whose
+    quantizers place q/dq the same way share one); the returned function runs the FP32 model and
+    those programs (eager forward passes), stores the outputs in ``cache`` and returns
+    ``{"fp32": tensor, "sims": {target name: tensor}}``. (Running it in a thread beside the
+    converters was measured slower: the two contend for the GIL and the cores.)"""
     cache = cache or NO_CACHE
     images_key = functools.cache(lambda: tensor_hash(images))
     recipe_key = recipe_key or functools.cache(lambda: recipe_hash(recipe))
-    fp32 = cache.tensors("fp32-outputs", lambda: (canonical.content_hash, images_key()),
-                         lambda: ({"outputs": float_outputs(canonical, images)}, {"num_samples": len(images)}))[0]["outputs"]
-    results, sims = [], {}
+
+    def lookup(kind, parts):
+        return cache.load_tensors(kind, key_of(kind, *parts)) if cache.enabled else None
+
+    fp32_parts = (canonical.content_hash, images_key()) if cache.enabled else None
+    fp32_hit = lookup("fp32-outputs", fp32_parts)
+    fp32_program = canonical.graph_module if fp32_hit is None else None  # unlifted here, run in the worker
+    sims, programs, todo = {}, {}, {}  # target -> outputs (hits); signature -> program; placement -> (signature, targets)
+    for t in targets if recipe is not None else []:
+        placement = t.profile.placement
+        parts = (canonical.content_hash, recipe_key(), images_key(), placement) if cache.enabled else None
+        if placement in todo:
+            todo[placement][1].append(t.name)
+        elif (hit := lookup("simulation-outputs", parts)) is not None:
+            sims[t.name] = hit[0]["outputs"]
+        else:
+            sig, gm = simulation_program(canonical, recipe, t)
+            programs.setdefault(sig, gm)
+            todo[placement] = (sig, [t.name], parts)
+
+    def compute() -> dict:
+        if fp32_hit is not None:
+            fp32 = fp32_hit[0]["outputs"]
+        else:
+            fp32 = canonical.run(fp32_program, images)
+            if cache.enabled:
+                cache.store_tensors("fp32-outputs", key_of("fp32-outputs", *fp32_parts), {"outputs": fp32},
+                                    {"num_samples": len(images)})
+        done: dict[str, torch.Tensor] = {}
+        for placement, (sig, names, parts) in todo.items():
+            if sig not in done:
+                done[sig] = canonical.run(programs[sig], images)
+            if cache.enabled:
+                cache.store_tensors("simulation-outputs", key_of("simulation-outputs", *parts),
+                                    {"outputs": done[sig]}, {"placement": placement, "program": sig})
+            sims.update({n: done[sig] for n in names})
+        return {"fp32": fp32, "sims": sims}
+    return compute
+
+
+def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
+                          data: EvalData, progress: bool, references: dict) -> dict:
+    """The ``evaluation`` section: the task, the references' metrics (``reference``: the FP32
+    model's, and a task's baseline such as bicubic), and per artifact its metrics in its runtime
+    against the ground truth, FP32 and the simulation of ``recipe`` as the artifact's target
+    places it, keyed by metric name. ``data``: a named data set's or the user's images (or
+    held-out images without ground truth: then comparisons with FP32 and the simulation only).
+    ``references``: what :func:`reference_outputs`'s function returned for ``data.images``."""
+    images, labels = data.images, data.labels
+    fp32, results = references["fp32"], []
     for target, path in artifacts:
-        placement = target.profile.placement  # the simulation is the same for targets of one placement
-        if recipe is not None and placement not in sims:
-            sims[placement] = cache.tensors(
-                "simulation-outputs", lambda: (canonical.content_hash, recipe_key(), images_key(), placement),
-                lambda: ({"outputs": simulated_outputs(canonical, recipe, target, images)}, {"placement": placement})
-            )[0]["outputs"]
-        sim = sims.get(placement)
+        sim = references["sims"].get(target.name)
         out, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
         results.append(score(task, Path(path).name, target.profile.runtime, images, out, labels, fp32, sim, secs))
     return {"task": task.name, "dataset": data.name, "data": data.describe, "num_samples": len(images),
             "reference": task.reference(images, labels, fp32), "results": results}
+
+
+def eval_data_of(dataset: str | EvalData, limit: int | None) -> EvalData:
+    """``dataset`` as EvalData: a named data set (its first ``limit`` images) is loaded."""
+    if isinstance(dataset, EvalData):
+        return dataset
+    return EvalData(*load_dataset(dataset, limit), {"kind": "named data set", "name": dataset})
 
 
 def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe,
@@ -536,7 +597,9 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
                         "image folder or an .npz with images and labels) or --dataset (fashion-mnist, imagenet-photos, sr-photos)")
     artifacts = [(TARGETS.get(t), p) for t, p in entries]
     if canonical is not None:
-        return evaluate_bundle_parts(task, canonical, recipe, artifacts, dataset, limit, progress)
+        data = eval_data_of(dataset, limit)
+        refs = reference_outputs(canonical, recipe, [t for t, _ in artifacts], data.images)()
+        return evaluate_bundle_parts(task, canonical, recipe, artifacts, data, progress, refs)
     task = task_of_dataset(dataset) or task  # a lone artifact: the named data set's task
     images, targets = load_dataset(dataset, limit)
     results = []
