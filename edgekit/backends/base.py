@@ -42,14 +42,15 @@ class Constraints:
 
 @dataclass(frozen=True)
 class TargetProfile:
-    """A target's TOML profile: backend, runtime, artifact format, constraints, connection."""
+    """A target's TOML profile: backend, runtime (a name in ``edgekit.registry.RUNTIMES``, which
+    knows how the artifact is run and profiled on each kind of device), artifact format,
+    placement policy, constraints."""
     name: str
     backend: str
     runtime: str
     artifact_format: str
     description: str
     constraints: Constraints
-    connect: dict = field(default_factory=dict)
     placement: str = "xnnpack"  # the placement policy (edgekit.quant.placement) its kernels need
 
     @classmethod
@@ -60,7 +61,7 @@ class TargetProfile:
                    Constraints(tuple(c["weight_bits"]), tuple(c["activation_bits"]),
                                tuple(c["weight_granularity"]), c.get("weight_symmetric"),
                                c.get("activation_symmetric"), tuple(c.get("weight_schemes", ("affine",)))),
-                   d.get("connect", {}), d["placement"])
+                   d["placement"])
 
 
 @dataclass

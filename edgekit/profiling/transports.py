@@ -369,10 +369,7 @@ class AdbTransport(Transport):
             self._ok(["push", str(runner), rb], timeout)
             self._ok(["shell", f"chmod 755 {shlex.quote(rb)}"])
             with tempfile.TemporaryDirectory() as tmp:
-                if art.runtime == "executorch":
-                    trace = self._run_pte(art, spec, ddir, rb, model, Path(tmp), timeout)
-                else:
-                    trace = self._run_tflite(art, spec, ddir, rb, model, Path(tmp), timeout)
+                trace = self._run(art, spec, ddir, rb, model, Path(tmp), timeout)
         finally:
             self._adb(["shell", f"rm -rf {shlex.quote(ddir)}"], 60)
         return self._checked(trace, f"adb:{self.serial}")
@@ -391,59 +388,20 @@ class AdbTransport(Transport):
                 "tracing": tracing, "transport": "adb",
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "aggregated": False}
 
-    def _run_pte(self, art, spec, ddir, rb, model, tmp: Path, timeout) -> Trace:
-        from edgekit.runtimes.executorch import events_from_etdump
-
-        etdump = f"{ddir}/trace.etdp"
-        n = int(spec.warmup_runs) + int(spec.runs)
-        cmd = (f"cd {shlex.quote(ddir)} && {shlex.quote(rb)} --model_path={shlex.quote(model)} "
-               f"--etdump_path={shlex.quote(etdump)} --num_executions={n}")
-        if spec.threads:
-            cmd += f" --cpu_threads={int(spec.threads)}"
+    def _run(self, art, spec, ddir, rb, model, tmp: Path, timeout) -> Trace:
+        """Run the runtime's device command on the phone, pull what it wrote, parse it here."""
+        rt = RUNTIMES.get(art.runtime)
+        cmd, written = rt.device_command(rb, model, ddir, spec)
         r = self._adb(["shell", cmd], timeout)
         if r.returncode != 0:
-            raise TransportError(f"executor_runner failed on {self.serial} (exit {r.returncode}): "
+            raise TransportError(f"{Path(rb).name} failed on {self.serial} (exit {r.returncode}): "
                                  f"{_last(r.stderr or r.stdout)}")
-        self._ok(["pull", etdump, str(tmp / "trace.etdp")], timeout)
-        events, extra = events_from_etdump(tmp / "trace.etdp", art.etrecord, art.path,
-                                           int(spec.runs))
-        lat = extra.get("method_execute_ms") or _sum_runs(
-            [e.durations_ms for e in events if not e.delegated] + [extra["delegate_call_ms"]])
-        md = self._metadata(art, spec, "etdump")
-        md["latency_source"] = "Method::execute" if extra.get("method_execute_ms") else "op sum"
-        return Trace(metadata=md, latency_ms=list(lat)[-int(spec.runs):], events=events)
-
-    def _run_tflite(self, art, spec, ddir, rb, model, tmp: Path, timeout) -> Trace:
-        from edgekit.runtimes import litert as rt
-
-        csv_dev = f"{ddir}/ops.csv"
-        args = rt.benchmark_args(model, int(spec.warmup_runs), int(spec.runs), spec.threads,
-                                 csv_dev)
-        r = self._adb(["shell", " ".join([shlex.quote(rb)] + [shlex.quote(a) for a in args])],
-                      timeout)
-        if r.returncode != 0:
-            raise TransportError(f"benchmark_model failed on {self.serial} (exit {r.returncode}): "
-                                 f"{_last(r.stderr or r.stdout)}")
-        self._ok(["pull", csv_dev, str(tmp / "ops.csv")], timeout)
-        try:
-            it, _ = rt.load(art.path)
-            ops = rt.op_modules(it)
-        except UserError:
-            ops = []  # no LiteRT here: events stay unmapped
-        events = rt.events_from_benchmark_csv((tmp / "ops.csv").read_text(), ops)
-        st = rt.parse_benchmark_stdout(r.stdout + "\n" + r.stderr)
-        md = self._metadata(art, spec, "benchmark_model")
-        md["aggregated"] = True
-        if st:
-            md["benchmark_stats_ms"] = st
-        lat = [st["avg"]] if st else [sum(e.durations_ms[0] for e in events)]
+        self._ok(["pull", f"{ddir}/{written}", str(tmp / written)], timeout)
+        lat, events, extra = rt.trace_from_device(art.path, art.etrecord, spec, tmp / written,
+                                                  r.stdout + "\n" + r.stderr)
+        md = self._metadata(art, spec, extra.pop("tracing"))
+        md.update(extra)
         return Trace(metadata=md, latency_ms=lat, events=events)
-
-
-def _sum_runs(series: list[list[float]]) -> list[float]:
-    series = [s for s in series if s]
-    n = min((len(s) for s in series), default=0)
-    return [sum(s[len(s) - n + i] for s in series) for i in range(n)]
 
 
 def parse_device(device: str) -> tuple[str, str]:

@@ -82,6 +82,19 @@ class Runtime:
         s = self.load(path)
         s.run([np.zeros(shape, dtype) for shape, dtype in s.inputs])
 
+    def device_command(self, runner: str, model: str, workdir: str, spec) -> tuple[str, str]:
+        """For ``adb``: the shell command that profiles ``model`` with ``runner`` (the
+        ``device_tool`` pushed to the phone) inside ``workdir``, and the name of the file it
+        writes there (pulled back for :meth:`trace_from_device`)."""
+        raise NotImplementedError
+
+    def trace_from_device(self, path: Path, etrecord: Path | None, spec, pulled: Path,
+                          output: str) -> tuple[list[float], list, dict[str, Any]]:
+        """Per-run latency (ms), per-op events and metadata (``tracing`` and extra keys) from the
+        file the device command wrote (``pulled``, here) and its console ``output``; ``path``
+        is the artifact on this machine, for the mapping to modules."""
+        raise NotImplementedError
+
     def profile(self, path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None):
         """Time ``spec.runs`` runs after ``spec.warmup_runs`` (ms) and, with ``spec.trace_ops``,
         collect per-operator events; returns a Trace. Raises UserError as ``load`` does."""

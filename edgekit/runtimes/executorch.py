@@ -355,6 +355,13 @@ def profile_pte(path: Path, spec, metadata: dict[str, Any], etrecord: Path | Non
     return Trace(metadata=md, latency_ms=lat, events=events)
 
 
+def _sum_runs(series: list[list[float]]) -> list[float]:
+    """Per run, the sum over ``series`` (each a per-run list, aligned on their last runs)."""
+    series = [x for x in series if x]
+    n = min((len(x) for x in series), default=0)
+    return [sum(x[len(x) - n + i] for x in series) for i in range(n)]
+
+
 def _p50(xs: list[float]) -> float | None:
     from edgekit.runtimes.trace import stats
 
@@ -417,6 +424,28 @@ class ExecuTorch(Runtime):
 
     def profile(self, path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
         return profile_pte(Path(path), spec, metadata, etrecord)
+
+    def device_command(self, runner: str, model: str, workdir: str, spec) -> tuple[str, str]:
+        """``executor_runner`` (built with the event tracer) writing an ETDump of all runs."""
+        import shlex
+
+        n = int(spec.warmup_runs) + int(spec.runs)
+        cmd = (f"cd {shlex.quote(workdir)} && {shlex.quote(runner)} --model_path={shlex.quote(model)} "
+               f"--etdump_path={shlex.quote(workdir + '/trace.etdp')} --num_executions={n}")
+        if spec.threads:
+            cmd += f" --cpu_threads={int(spec.threads)}"
+        return cmd, "trace.etdp"
+
+    def trace_from_device(self, path: Path, etrecord: Path | None, spec, pulled: Path,
+                          output: str) -> tuple[list[float], list, dict[str, Any]]:
+        """Latency from ``Method::execute`` (else the sum of the operators and delegate calls)
+        of the last ``spec.runs`` runs; events mapped through the ETRecord."""
+        runs = int(spec.runs)
+        events, extra = events_from_etdump(pulled, etrecord, path, runs)
+        lat = extra.get("method_execute_ms") or _sum_runs(
+            [e.durations_ms for e in events if not e.delegated] + [extra["delegate_call_ms"]])
+        return list(lat)[-runs:], events, {
+            "tracing": "etdump", "latency_source": "Method::execute" if extra.get("method_execute_ms") else "op sum"}
 
 
 RUNTIMES.register("executorch", ExecuTorch())

@@ -367,5 +367,28 @@ class LiteRT(Runtime):
     def profile(self, path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
         return profile_tflite(Path(path), spec, metadata)
 
+    def device_command(self, runner: str, model: str, workdir: str, spec) -> tuple[str, str]:
+        """``benchmark_model`` with op profiling to a CSV."""
+        import shlex
+
+        args = benchmark_args(model, int(spec.warmup_runs), int(spec.runs), spec.threads, f"{workdir}/ops.csv")
+        return " ".join([shlex.quote(runner)] + [shlex.quote(a) for a in args]), "ops.csv"
+
+    def trace_from_device(self, path: Path, etrecord: Path | None, spec, pulled: Path,
+                          output: str) -> tuple[list[float], list, dict[str, Any]]:
+        """One averaged value per event (``aggregated``); the latency is benchmark_model's
+        average (else the sum of the operators' averages). Events map to modules through the
+        .tflite's tensor names where LiteRT is installed here."""
+        try:
+            ops = op_modules(load(path)[0])
+        except UserError:
+            ops = []  # no LiteRT here: events stay unmapped
+        events = events_from_benchmark_csv(pulled.read_text(), ops)
+        st = parse_benchmark_stdout(output)
+        extra: dict[str, Any] = {"tracing": "benchmark_model", "aggregated": True}
+        if st:
+            extra["benchmark_stats_ms"] = st
+        return [st["avg"]] if st else [sum(e.durations_ms[0] for e in events)], events, extra
+
 
 RUNTIMES.register("litert", LiteRT())
