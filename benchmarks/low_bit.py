@@ -47,6 +47,7 @@ def main() -> None:
     from edgekit.quant.algorithms.zeroq import DATA_FREE_QUANT
     from edgekit.quant.algorithms.genie import genie, plan_bits
     from edgekit.quant.algorithms.ptq import calibrate
+    from edgekit.quant.recipe import FIRST_LAST_8BIT
     from edgekit.quant.mixed_precision import choose_bits
     from edgekit.quant.simulate import quantize_with_recipe, run_batched
     from edgekit.registry import TARGETS, TASKS
@@ -95,7 +96,7 @@ def main() -> None:
     for w, a, est, bn in rows:
         cfg = QuantConfig(w_bits=w, a_bits=a, act_estimator=est, **(BN if bn == "bn" else {"bn_ranges": "off"}))
         t0 = time.time()
-        plan = plan_bits(canonical, dataclasses.replace(cfg, first_last_8bit=(w, a) == (4, 4)), "zeroq")
+        plan = plan_bits(canonical, dataclasses.replace(cfg, overrides=FIRST_LAST_8BIT if (w, a) == (4, 4) else {}), "zeroq")
         r = calibrate(canonical, cfg, zdata, "zeroq", recipe=plan, progress=False)
         name = f"zeroq_rtn_w4a4_first_last_8_{est}_{bn}_ranges" if (w, a) == (4, 4) else "zeroq_rtn_w4a8_uniform"
         row(name, score(r), {"synth_s": t_zsynth, "quant_s": time.time() - t0})
@@ -104,7 +105,8 @@ def main() -> None:
         """Genie-M on ``src`` once per reconstruction seed; top-1 is the mean over the seeds."""
         accs, t0 = [], time.time()
         for seed in seeds:
-            r = genie(canonical, QuantConfig(w_bits=w, a_bits=a, recon_iterations=recon, recon_seed=seed), src)
+            r = genie(canonical, QuantConfig(w_bits=w, a_bits=a, recon_iterations=recon, recon_seed=seed,
+                                                  overrides=FIRST_LAST_8BIT), src)
             accs.append(score(r))
         secs = {"quant_s": (time.time() - t0) / len(seeds)}
         if synth_s is not None:

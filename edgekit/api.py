@@ -87,7 +87,7 @@ def quantize(model, config: QuantConfig | None = None, calibration=None, *, meth
     if calibration is None:
         if algo.synthesizer is None:
             raise UserError(f"method {method} needs calibration data: pass calibration=images or a path")
-        config = config or QuantConfig(**algo.data_free_quant)
+        config = config or QuantConfig(**algo.defaults(data_free=True))
         synth = synth or SynthConfig()
         calib = SYNTHESIZERS.get(algo.synthesizer)(canonical, synth, progress,
                                                    output_prior=TASKS.get(task).synthesis_prior(synth.label_loss))
@@ -101,7 +101,8 @@ def quantize(model, config: QuantConfig | None = None, calibration=None, *, meth
                                  bounds=canonical.input_bounds)
     if canonical.batch is not None:  # a program specialised to a static batch runs that many rows
         calib.batch_size, calib.pad_last = canonical.batch, True
-    return algo.fn(canonical, dataclasses.replace(config or QuantConfig()), calib, placement=placement)
+    return algo.fn(canonical, dataclasses.replace(config or QuantConfig(**algo.defaults(data_free=False))), calib,
+                   placement=placement)
 
 
 def export(model, recipe: QuantRecipe | None, target: str, path: str | os.PathLike, *,

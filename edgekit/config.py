@@ -91,7 +91,8 @@ class QuantConfig:
     output_range_margin: float = 1.0  # the model outputs' ranges times this (ptq.widen_output_ranges)
     # Genie-M block reconstruction (edgekit.quant.algorithms.genie): Adam steps per block, batch
     # size, QDrop probability, AdaRound regulariser weight, Adam learning rates of the rounding
-    # variables and of the (log) step sizes, first/last layer kept at 8 bits.
+    # variables and of the (log) step sizes. (Its first/last layers at 8 bits are the overrides
+    # @first/@last, edgekit.quant.recipe.FIRST_LAST_8BIT.)
     recon_iterations: int = 400
     recon_batch_size: int = 32
     qdrop_p: float = 0.5
@@ -99,7 +100,6 @@ class QuantConfig:
     recon_lr_rounding: float = 1e-3
     recon_lr_scale: float = 5e-4
     recon_seed: int = 0  # batch sampling and QDrop masks
-    first_last_8bit: bool = True
     # Mixed precision (edgekit.quant.mixed_precision): per-layer weight bits from {2, 4, 8}
     # under a size budget in kB (1000 bytes) or an average bit width; the chosen bits become
     # overrides keyed by node name.
@@ -151,7 +151,10 @@ def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
     version = d.pop("config_version", CONFIG_VERSION)
     if version != CONFIG_VERSION:
         raise ValueError(f"config_version {version} is not {CONFIG_VERSION}")
-    quant, synth = d.pop("quant", None) or {}, d.pop("synth", None)
+    quant, synth = dict(d.pop("quant", None) or {}), d.pop("synth", None)
+    if quant.pop("first_last_8bit", False) and d.get("method", "zeroq") == "genie":  # bundles before @first/@last
+        quant["overrides"] = {"@first": {"w_bits": 8, "a_bits": 8}, "@last": {"w_bits": 8, "a_bits": 8},
+                              **(quant.get("overrides") or {})}
     cfg = from_dict(RunConfig, d)
     cfg.quant = from_dict(QuantConfig, quant)
     cfg.synth = from_dict(SynthConfig, synth) if synth else None

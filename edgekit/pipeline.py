@@ -223,8 +223,10 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if cfg.synth is None and ALGORITHMS.get(cfg.method).synthesizer == "genie" and loaded.synth == SynthConfig():
             base = SynthConfig.genie()  # Genie-D's own CPU budget where the zoo sets none
         cfg.synth = dataclasses.replace(base, **cfg.synth_overrides)
-        defaults = ALGORITHMS.get(cfg.method).data_free_quant if cfg.data_free else {}
+        defaults = ALGORITHMS.get(cfg.method).defaults(cfg.data_free)
+        method_overrides = defaults.pop("overrides", {})  # the method's patterns, then the user's
         cfg.quant = dataclasses.replace(cfg.quant, **{**defaults, **cfg.quant_overrides})
+        cfg.quant.overrides = {**method_overrides, **cfg.quant.overrides}
         if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
             raise UserError("--num-samples must be at least 1 and --iterations at least 0")
         if cfg.quant.activation_symmetric is None:  # the named targets' constraints feed the plan

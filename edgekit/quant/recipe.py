@@ -219,13 +219,31 @@ def _matches(pattern: str, node: str, module: str, mtype: str | None) -> bool:
     return fnmatchcase(module, pattern) or fnmatchcase(node, pattern)
 
 
+#: Genie's default (and anyone's with --override): the first and last weighted layers at 8 bits,
+#: with the model input, the last layer's input and its output (Genie, Jeon et al. 2023, Sec. 5)
+FIRST_LAST_8BIT = {"@first": {"w_bits": 8, "a_bits": 8}, "@last": {"w_bits": 8, "a_bits": 8}}
+
+
+def _edge_layers(pattern: str, recipe: QuantRecipe, gm: fx.GraphModule) -> tuple[set[str], set[str]]:
+    """Node names of the layers and activations ``@first`` / ``@last`` stand for: the first
+    weighted layer and the model inputs; the last weighted layer, its inputs and its output."""
+    names = list(recipe.layers)
+    if not names:
+        return set(), set()
+    if pattern == "@first":
+        return {names[0]}, {n.name for n in gm.graph.nodes if n.op == "placeholder"}
+    last = next(n for n in gm.graph.nodes if n.name == names[-1])
+    return {names[-1]}, {a.name for a in last.all_input_nodes if a.op != "get_attr"} | {names[-1]}
+
+
 def apply_overrides(recipe: QuantRecipe, gm: fx.GraphModule, overrides: dict[str, dict]) -> None:
     """Per-module bit widths, torchao-style: ``{pattern: {"w_bits": b, "a_bits": b}}``. A pattern
     is a glob over the module path (``layer1.*``, ``fc``) or the graph node name (``conv2d_3``),
-    or ``type:Conv2d`` / ``type:Linear`` for a module type; ``w_bits`` sets the weights of the
-    matching conv/linear layers, ``a_bits`` the output tensors of the matching ops. Later
-    patterns win. Raises ValueError for an unknown key, a bit width outside 2..8, or a pattern
-    that matches nothing in the model (a typo)."""
+    ``type:Conv2d`` / ``type:Linear`` for a module type, or ``@first`` / ``@last`` for the first
+    and last weighted layers (``a_bits``: the model input; the last layer's input and output);
+    ``w_bits`` sets the weights of the matching conv/linear layers, ``a_bits`` the output tensors
+    of the matching ops. Later patterns win. Raises ValueError for an unknown key, a bit width
+    outside 2..8, or a pattern that matches nothing in the model (a typo)."""
     types = {n.name: _module_type(n) for n in gm.graph.nodes}
     for pattern, o in overrides.items():
         if not isinstance(o, dict) or not o or set(o) - set(OVERRIDE_KEYS):
@@ -234,12 +252,13 @@ def apply_overrides(recipe: QuantRecipe, gm: fx.GraphModule, overrides: dict[str
             if not isinstance(b, int) or not 2 <= b <= 8:
                 raise ValueError(f"override {pattern!r}: {k} {b!r} is not a bit width in 2..8")
         hit = False
+        edge = _edge_layers(pattern, recipe, gm) if pattern in ("@first", "@last") else None
         for name, lq in recipe.layers.items():
-            if "w_bits" in o and _matches(pattern, name, lq.module, types.get(name)):
+            if "w_bits" in o and (name in edge[0] if edge else _matches(pattern, name, lq.module, types.get(name))):
                 set_weight_bits(lq.weight, o["w_bits"])
                 hit = True
         for name, aq in recipe.activations.items():
-            if "a_bits" in o and _matches(pattern, name, aq.module, types.get(name)):
+            if "a_bits" in o and (name in edge[1] if edge else _matches(pattern, name, aq.module, types.get(name))):
                 set_act_bits(aq.quant, o["a_bits"])
                 hit = True
         if not hit:

@@ -10,7 +10,7 @@ from edgekit.models.canonical import canonicalize
 from edgekit.quant.algorithms.genie import (ActQuantizer, WeightQuantizer, genie, mse_weight_scale, plan_bits,
                                             reconstruct, split_blocks)
 from edgekit.quant.algorithms.ptq import calibrate
-from edgekit.quant.recipe import TensorQuant
+from edgekit.quant.recipe import FIRST_LAST_8BIT, TensorQuant
 from edgekit.quant.simulate import quantize_with_recipe
 from edgekit.registry import ALGORITHMS, TARGETS
 
@@ -76,14 +76,27 @@ def test_act_quantizer_lsq_and_qdrop():
 
 
 def test_plan_bits_keeps_first_and_last_at_8(tiny_canonical):
-    r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4), "genie")
+    """Genie's default overrides @first/@last: the first and last layers' weights, the model
+    input, the last layer's input and output at 8 bits; a user's pattern after them wins."""
+    assert ALGORITHMS.get("genie").defaults(data_free=True)["overrides"] == FIRST_LAST_8BIT
+    r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, overrides=FIRST_LAST_8BIT), "genie")
     assert [lq.weight.bits for lq in r.layers.values()] == [8, 4, 8]
     assert (r.layers["conv2d_1"].weight.quant_min, r.layers["conv2d_1"].weight.quant_max) == (-7, 7)
     assert r.activations["x"].quant.bits == 8 and r.activations["linear"].quant.bits == 8
     assert r.activations["flatten"].quant.bits == 8 and r.activations["relu"].quant.bits == 4
-    r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, first_last_8bit=False,
-                                             overrides={"conv2d_1": {"w_bits": 2}}), "genie")
+    r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, overrides={"conv2d_1": {"w_bits": 2}}), "genie")
     assert [lq.weight.bits for lq in r.layers.values()] == [4, 2, 4]
+    r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, overrides={
+        **FIRST_LAST_8BIT, "@last": {"w_bits": 6}}), "genie")
+    assert [lq.weight.bits for lq in r.layers.values()] == [8, 4, 6] and r.activations["linear"].quant.bits == 4
+
+
+def test_a_config_from_before_first_last_overrides_still_reads():
+    """Bundles written before @first/@last recorded ``first_last_8bit``; --config takes them."""
+    from edgekit.config import run_config_from_dict
+    cfg = run_config_from_dict({"method": "genie", "quant": {"first_last_8bit": True, "overrides": {"fc": {"w_bits": 4}}}})
+    assert cfg.quant.overrides == {**FIRST_LAST_8BIT, "fc": {"w_bits": 4}}
+    assert run_config_from_dict({"method": "zeroq", "quant": {"first_last_8bit": True}}).quant.overrides == {}
 
 
 def _calib(canonical, n=64):
@@ -101,7 +114,7 @@ def test_reconstruction_improves_on_rounding_to_nearest(tiny_canonical):
     q = TARGETS.get("simulation")
     errs = {}
     for it in (0, 80):
-        cfg = QuantConfig(w_bits=4, a_bits=4, recon_iterations=it, first_last_8bit=False)
+        cfg = QuantConfig(w_bits=4, a_bits=4, recon_iterations=it)
         r = calibrate(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, act_estimator="mse"), calib, "genie",
                       recipe=plan_bits(tiny_canonical, cfg, "genie"), progress=False)
         r = reconstruct(tiny_canonical, r, x, cfg, progress=False)

@@ -16,6 +16,7 @@ from edgekit.config import QuantConfig
 from edgekit.data.calibration import CalibrationSource
 from edgekit.errors import UserError
 from edgekit.quant.algorithms.genie import plan_bits
+from edgekit.quant.recipe import FIRST_LAST_8BIT
 from edgekit.quant.algorithms.ptq import calibrate
 from edgekit.quant.simulate import quantize_with_recipe
 from edgekit.registry import TARGETS
@@ -34,7 +35,7 @@ def _recipe(canonical, w_bits, a_bits=8):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(16, 1, 28, 28, generator=g) * 2 - 0.5
     src = CalibrationSource(images, {"kind": "real", "method": "random", "num_samples": 16})
-    cfg = QuantConfig(w_bits=w_bits, a_bits=a_bits, act_estimator="minmax")
+    cfg = QuantConfig(w_bits=w_bits, a_bits=a_bits, act_estimator="minmax", overrides=FIRST_LAST_8BIT)
     return calibrate(canonical, cfg, src, "ptq", recipe=plan_bits(canonical, cfg, "ptq"), progress=False)
 
 

@@ -19,6 +19,8 @@ class Algorithm:
     data_free_quant: QuantConfig fields set with --data-free unless given on the command line
     (the BN-analytic activation ranges for ZeroQ; none for Genie, whose reconstruction learns
     the step sizes from an MSE start on its own images).
+    quant_defaults: QuantConfig fields the method sets whatever the data, under the user's;
+    ``overrides`` there come before the user's patterns (Genie: first and last layers at 8 bits).
     """
     name: str
     fn: Callable
@@ -26,3 +28,9 @@ class Algorithm:
     description: str
     mixed_precision: bool = False
     data_free_quant: dict = field(default_factory=dict)
+    quant_defaults: dict = field(default_factory=dict)
+
+    def defaults(self, data_free: bool) -> dict:
+        """QuantConfig fields this method sets (``quant_defaults``, then with ``data_free`` its
+        ``data_free_quant``), before the user's."""
+        return {**self.quant_defaults, **(self.data_free_quant if data_free else {})}

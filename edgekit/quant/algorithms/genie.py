@@ -36,7 +36,7 @@ from edgekit.models.canonical import WEIGHTED_OPS, CanonicalModel, get_attr_tens
 from edgekit.quant.algorithms import Algorithm
 from edgekit.quant.algorithms.ptq import calibrate
 from edgekit.quant.observer import _source
-from edgekit.quant.recipe import QuantRecipe, TensorQuant, apply_overrides, plan_recipe, set_act_bits, set_weight_bits
+from edgekit.quant.recipe import (FIRST_LAST_8BIT, QuantRecipe, TensorQuant, apply_overrides, plan_recipe)
 from edgekit.registry import ALGORITHMS
 
 ZETA, GAMMA = 1.1, -0.1  # AdaRound's rectified-sigmoid stretch
@@ -239,21 +239,11 @@ class Block:
 # ---- the algorithm -----------------------------------------------------------------------------
 
 def plan_bits(canonical: CanonicalModel, cfg: QuantConfig, method: str) -> QuantRecipe:
-    """The recipe's layout with per-layer bits: when ``cfg.first_last_8bit``, the first and last
-    weighted layers, the model input, the last layer's input and its output at 8 bits; then
-    ``cfg.overrides`` (mixed precision's choice, the user's per-module bits), which win."""
+    """The recipe's layout with per-layer bits: ``cfg.w_bits``/``cfg.a_bits``, then
+    ``cfg.overrides`` (Genie's default ``FIRST_LAST_8BIT``, mixed precision's choice, the
+    user's per-module bits, in that order; later ones win)."""
     gm = canonical.graph_module
     recipe = plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel, bool(cfg.activation_symmetric))
-    if cfg.first_last_8bit and recipe.layers:
-        names = list(recipe.layers)
-        nodes = {n.name: n for n in gm.graph.nodes}
-        for name in (names[0], names[-1]):
-            set_weight_bits(recipe.layers[name].weight, 8)
-        eight = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
-        eight += [a.name for a in nodes[names[-1]].all_input_nodes if a.op != "get_attr"] + [names[-1]]
-        for a in eight:
-            if a in recipe.activations:
-                set_act_bits(recipe.activations[a].quant, 8)
     if cfg.overrides:
         apply_overrides(recipe, gm, cfg.overrides)
     return recipe
@@ -375,4 +365,4 @@ def genie(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
 
 ALGORITHMS.register("genie", Algorithm("genie", genie, "genie",
                                        "Genie: Genie-D synthetic data + Genie-M block reconstruction (W4A4-capable)",
-                                       mixed_precision=True))
+                                       mixed_precision=True, quant_defaults={"overrides": FIRST_LAST_8BIT}))
