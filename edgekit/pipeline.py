@@ -90,15 +90,22 @@ def validate_mixed_precision(cfg: RunConfig) -> None:
                             "2, 4 or 8 bits per layer: use --target simulation (or no --target)")
 
 
-DEPLOYABLE_DEFAULTS = ("executorch-xnnpack", "litert")
-# tried when no default runs the recipe (4-bit weights): a real packed-int4 deployable
-LOW_BIT_DEFAULTS = ("onnx-qdq",)
+def default_tiers() -> list[list[str]]:
+    """The targets lowered when none is named, by their profiles' ``default_tier`` (1: the
+    deployable defaults, ExecuTorch and LiteRT; 2: tried when no tier-1 target runs the
+    recipe, onnx-qdq's packed int4), in registry order within a tier."""
+    tiers: dict[int, list[str]] = {}
+    for name in TARGETS.names():
+        tier = TARGETS.get(name).profile.default_tier
+        if tier is not None:
+            tiers.setdefault(tier, []).append(name)
+    return [tiers[k] for k in sorted(tiers)]
 
 
 def resolve_targets(cfg: RunConfig, plan: QuantRecipe, log=print) -> list:
     """The targets to lower for. Named targets must accept ``plan`` (check() raises UserError);
-    with none named, the deployable defaults that accept it, else the low-bit deployables
-    (onnx-qdq) that do, else ``simulation`` (the bundle then records simulated accuracy, marked
+    with none named, the first tier of :func:`default_tiers` with targets that accept it, else
+    ``simulation`` (the bundle then records simulated accuracy, marked
     "runtime": "simulation")."""
     if cfg.targets:
         targets = [TARGETS.get(t) for t in cfg.targets]
@@ -106,7 +113,7 @@ def resolve_targets(cfg: RunConfig, plan: QuantRecipe, log=print) -> list:
             t.check(plan)
         return targets
     why = []
-    for names in (DEPLOYABLE_DEFAULTS, LOW_BIT_DEFAULTS):
+    for names in default_tiers():
         ok = []
         for name in names:
             t = TARGETS.get(name)

@@ -52,6 +52,7 @@ class TargetProfile:
     description: str
     constraints: Constraints
     placement: str = "xnnpack"  # the placement policy (edgekit.quant.placement) its kernels need
+    default_tier: int | None = None  # with no --target: tier 1 targets first, then tier 2; None: never
 
     @classmethod
     def load(cls, name: str) -> "TargetProfile":
@@ -61,7 +62,7 @@ class TargetProfile:
                    Constraints(tuple(c["weight_bits"]), tuple(c["activation_bits"]),
                                tuple(c["weight_granularity"]), c.get("weight_symmetric"),
                                c.get("activation_symmetric"), tuple(c.get("weight_schemes", ("affine",)))),
-                   d["placement"])
+                   d["placement"], d.get("default_tier"))
 
 
 @dataclass

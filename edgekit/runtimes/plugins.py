@@ -1,11 +1,10 @@
-"""Imports every module that registers a runtime (none of them imports torch at import time)."""
+"""Imports every module of ``edgekit.runtimes`` (one per runtime registers it; none of them
+imports torch at import time), so adding a runtime is adding its module."""
 import importlib
+import pkgutil
 
-RUNTIME_MODULES = (
-    "edgekit.runtimes.executorch",
-    "edgekit.runtimes.litert",
-    "edgekit.runtimes.onnxruntime",
-)
+import edgekit.runtimes
 
-for _name in RUNTIME_MODULES:
-    importlib.import_module(_name)
+for _info in pkgutil.iter_modules(edgekit.runtimes.__path__):
+    if _info.name != "plugins":
+        importlib.import_module(f"edgekit.runtimes.{_info.name}")
