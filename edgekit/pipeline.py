@@ -27,9 +27,9 @@ from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_prepr
 from edgekit.runtimes.base import suffixes
 from edgekit.runtimes.checks import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
-from edgekit.cache import Cache, key_of, library_versions, recipe_hash, tensor_hash
+from edgekit.cache import Cache, library_versions, recipe_hash, tensor_hash
 from edgekit.errors import UserError, first_line
-from edgekit.evaluation import run_artifact, score, simulation_program
+from edgekit.evaluation import float_outputs, run_artifact, score, simulation_program
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
@@ -299,7 +299,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         evaluation = None
         if data is not None:
             t0 = time.time()
-            refs = reference_outputs(canonical, recipe, [t for t, _, _ in artifacts], data.images, cache, recipe_key)()
+            refs = reference_outputs(canonical, recipe, [t for t, _, _ in artifacts], data.images, cache, recipe_key)
             timings["references_s"] = time.time() - t0
         for t, art, entry in artifacts:
             entry.update(latency_vs_fp32(art.path, tmp / f".fp32-{t.name}", art.runtime, art.ops))
@@ -437,58 +437,37 @@ def fp32_twin(target, canonical: CanonicalModel, fp32_dir: Path, cache: Cache | 
 
 
 def reference_outputs(canonical: CanonicalModel, recipe: QuantRecipe | None, targets: list, images: torch.Tensor,
-                      cache: Cache | None = None, recipe_key: Callable[[], str] | None = None) -> Callable[[], dict]:
-    """What the artifacts are compared with on ``images`` (float32 [N, C, H, W]): the FP32
-    outputs and, per target, the outputs of the simulation of ``recipe`` as the target places it.
-
-    Two steps: this call reads the cache and builds the simulation programs still missing (PT2E
-    prepare/convert), one per distinct placement signature (``simulation_program``: targets whose
-    quantizers place q/dq the same way share one); the returned function runs the FP32 model and
-    those programs (eager forward passes), stores the outputs in ``cache`` and returns
-    ``{"fp32": tensor, "sims": {target name: tensor}}``. (Run in a thread beside the converters it
-    saved 15 s of 113 s on the reference model, but each slowed the other by the GIL and the
-    cores, and torch does not document eager runs beside torch.export as thread-safe: not done.)"""
+                      cache: Cache | None = None, recipe_key: Callable[[], str] | None = None) -> dict:
+    """What the artifacts are compared with on ``images`` (float32 [N, C, H, W]):
+    ``{"fp32": outputs, "sims": {target name: outputs}}``, the FP32 model's outputs and, per
+    target, those of the simulation of ``recipe`` as the target places it, from ``cache`` where
+    present. The simulation runs once per distinct placement signature (``simulation_program``):
+    targets whose quantizers place q/dq the same way share one pass. (Run in a thread beside the
+    converters it saved 15 s of 113 s on the reference model, but each slowed the other by the GIL
+    and the cores, and torch does not document eager runs beside torch.export as thread-safe.)"""
     cache = cache or NO_CACHE
     images_key = functools.cache(lambda: tensor_hash(images))
     recipe_key = recipe_key or functools.cache(lambda: recipe_hash(recipe))
+    fp32 = cache.tensors("fp32-outputs", lambda: (canonical.content_hash, images_key()),
+                         lambda: ({"outputs": float_outputs(canonical, images)}, {"num_samples": len(images)}))[0]["outputs"]
+    if recipe is None:
+        return {"fp32": fp32, "sims": {}}
+    by_signature: dict[str, torch.Tensor] = {}
 
-    def lookup(kind, parts):
-        return cache.load_tensors(kind, key_of(kind, *parts)) if cache.enabled else None
+    def simulate(target) -> tuple[dict, dict]:
+        sig, gm = simulation_program(canonical, recipe, target)
+        if sig not in by_signature:
+            by_signature[sig] = canonical.run(gm, images)
+        return {"outputs": by_signature[sig]}, {"placement": target.profile.placement, "program": sig}
 
-    fp32_parts = (canonical.content_hash, images_key()) if cache.enabled else None
-    fp32_hit = lookup("fp32-outputs", fp32_parts)
-    fp32_program = canonical.graph_module if fp32_hit is None else None  # unlifted here, run in the worker
-    sims, programs, todo = {}, {}, {}  # target -> outputs (hits); signature -> program; placement -> (signature, targets)
-    for t in targets if recipe is not None else []:
-        placement = t.profile.placement
-        parts = (canonical.content_hash, recipe_key(), images_key(), placement) if cache.enabled else None
-        if placement in todo:
-            todo[placement][1].append(t.name)
-        elif (hit := lookup("simulation-outputs", parts)) is not None:
-            sims[t.name] = hit[0]["outputs"]
-        else:
-            sig, gm = simulation_program(canonical, recipe, t)
-            programs.setdefault(sig, gm)
-            todo[placement] = (sig, [t.name], parts)
-
-    def compute() -> dict:
-        if fp32_hit is not None:
-            fp32 = fp32_hit[0]["outputs"]
-        else:
-            fp32 = canonical.run(fp32_program, images)
-            if cache.enabled:
-                cache.store_tensors("fp32-outputs", key_of("fp32-outputs", *fp32_parts), {"outputs": fp32},
-                                    {"num_samples": len(images)})
-        done: dict[str, torch.Tensor] = {}
-        for placement, (sig, names, parts) in todo.items():
-            if sig not in done:
-                done[sig] = canonical.run(programs[sig], images)
-            if cache.enabled:
-                cache.store_tensors("simulation-outputs", key_of("simulation-outputs", *parts),
-                                    {"outputs": done[sig]}, {"placement": placement, "program": sig})
-            sims.update({n: done[sig] for n in names})
-        return {"fp32": fp32, "sims": sims}
-    return compute
+    by_placement: dict[str, torch.Tensor] = {}
+    for t in targets:
+        p = t.profile.placement
+        if p not in by_placement:
+            by_placement[p] = cache.tensors("simulation-outputs",
+                                            lambda: (canonical.content_hash, recipe_key(), images_key(), p),
+                                            lambda: simulate(t))[0]["outputs"]
+    return {"fp32": fp32, "sims": {t.name: by_placement[t.profile.placement] for t in targets}}
 
 
 def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
@@ -498,7 +477,7 @@ def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRe
     against the ground truth, FP32 and the simulation of ``recipe`` as the artifact's target
     places it, keyed by metric name. ``data``: a named data set's or the user's images (or
     held-out images without ground truth: then comparisons with FP32 and the simulation only).
-    ``references``: what :func:`reference_outputs`'s function returned for ``data.images``."""
+    ``references``: what :func:`reference_outputs` returned for ``data.images``."""
     images, labels = data.images, data.labels
     fp32, results = references["fp32"], []
     for target, path in artifacts:
@@ -608,7 +587,7 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
     artifacts = [(TARGETS.get(t), p) for t, p in entries]
     if canonical is not None:
         data = eval_data_of(dataset, limit)
-        refs = reference_outputs(canonical, recipe, [t for t, _ in artifacts], data.images)()
+        refs = reference_outputs(canonical, recipe, [t for t, _ in artifacts], data.images)
         return evaluate_bundle_parts(task, canonical, recipe, artifacts, data, progress, refs)
     task = task_of_dataset(dataset) or task  # a lone artifact: the named data set's task
     images, targets = load_dataset(dataset, limit)

@@ -101,7 +101,7 @@ def _module_of(node) -> ModuleInfo:
 
 
 # ---- XNNPACK payload ---------------------------------------------------------------------------
-# runtime operator name prefix -> kind; payload node type -> kind
+# payload node type -> kind (the runtime's operator labels: edgekit.runtimes.xnnpack_ops)
 _NODE_KIND = {
     "conv2d": "conv", "depthwiseconv2d": "conv", "convtranspose2d": "deconv",
     "fullyconnected": "fc", "batchmatrixmultiply": "bmm", "globalavgpooling2d": "reduce",
