@@ -38,14 +38,14 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from edgekit.config import QuantConfig, SynthConfig
+    from edgekit.config import SynthConfig
     from edgekit.backends.base import evaluate_runner
     from edgekit.data.calibration import CalibrationSource
     from edgekit.data.fashion_mnist import load_tensors
     from edgekit.tasks.classification import top1
     from edgekit.pipeline import prepare_model
-    from edgekit.quant.algorithms.zeroq import DATA_FREE_QUANT
-    from edgekit.quant.algorithms.genie import genie, plan_bits
+    from edgekit.quant.algorithms.zeroq import ZeroQConfig
+    from edgekit.quant.algorithms.genie import GenieConfig, genie, plan_bits
     from edgekit.quant.algorithms.ptq import calibrate
     from edgekit.quant.recipe import FIRST_LAST_8BIT
     from edgekit.quant.mixed_precision import choose_bits
@@ -79,8 +79,8 @@ def main() -> None:
     fp = round(100 * top1(run_batched(canonical.graph_module, images), labels), 2)
     row("fp32", fp, {})
 
-    recon = 20 if args.quick else QuantConfig().recon_iterations
-    BN = dict(DATA_FREE_QUANT)  # the ranges `edgekit quantize --data-free --method zeroq` uses
+    recon = 20 if args.quick else GenieConfig().recon_iterations
+    BN = dict(ZeroQConfig.DATA_FREE)  # the ranges `edgekit quantize --data-free --method zeroq` uses
     zsynth = SynthConfig(num_samples=16, batch_size=16, iterations=20) if args.quick else loaded.synth
     gsynth = SynthConfig.genie(num_samples=32, batch_size=32, iterations=20) if args.quick else SynthConfig.genie()
 
@@ -94,7 +94,7 @@ def main() -> None:
     rows = [(4, 4, est, bn) for est in ("minmax", "percentile", "mse") for bn in ("bn", "data")]
     rows.append((4, 8, "mse", "bn"))
     for w, a, est, bn in rows:
-        cfg = QuantConfig(w_bits=w, a_bits=a, act_estimator=est, **(BN if bn == "bn" else {"bn_ranges": "off"}))
+        cfg = ZeroQConfig(w_bits=w, a_bits=a, act_estimator=est, **(BN if bn == "bn" else {"bn_ranges": "off"}))
         t0 = time.time()
         plan = plan_bits(canonical, dataclasses.replace(cfg, overrides=FIRST_LAST_8BIT if (w, a) == (4, 4) else {}), "zeroq")
         r = calibrate(canonical, cfg, zdata, "zeroq", recipe=plan, progress=False)
@@ -105,8 +105,7 @@ def main() -> None:
         """Genie-M on ``src`` once per reconstruction seed; top-1 is the mean over the seeds."""
         accs, t0 = [], time.time()
         for seed in seeds:
-            r = genie(canonical, QuantConfig(w_bits=w, a_bits=a, recon_iterations=recon, recon_seed=seed,
-                                                  overrides=FIRST_LAST_8BIT), src)
+            r = genie(canonical, GenieConfig(w_bits=w, a_bits=a, recon_iterations=recon, recon_seed=seed), src)
             accs.append(score(r))
         secs = {"quant_s": (time.time() - t0) / len(seeds)}
         if synth_s is not None:
@@ -150,7 +149,7 @@ def main() -> None:
     # mixed precision at an average of 4 weight bits vs uniform W4 (ZeroQ data, A8)
     t0 = time.time()
     mp = choose_bits(canonical, zdata, avg_bits=4)
-    cfg = QuantConfig(w_bits=4, a_bits=8, act_estimator="mse", **BN, overrides={n: {"w_bits": b} for n, b in mp.chosen.items()})
+    cfg = ZeroQConfig(w_bits=4, a_bits=8, act_estimator="mse", **BN, overrides={n: {"w_bits": b} for n, b in mp.chosen.items()})
     r = calibrate(canonical, cfg, zdata, "zeroq", progress=False)
     row("zeroq_mixed_avg4_a8", score(r), {"synth_s": t_zsynth, "quant_s": time.time() - t0})
     results["zeroq_mixed_avg4_a8"].update(weight_bytes=mp.chosen_bytes, uniform_w4_bytes=mp.uniform[4]["bytes"],

@@ -23,14 +23,15 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
 
-    from edgekit.config import QuantConfig, RunConfig
+    from edgekit.config import RunConfig
     from edgekit.data.calibration import CalibrationSource
     from edgekit.tasks.base import load_dataset, sqnr_db
     from edgekit.evaluation import float_outputs, simulated_outputs
     from edgekit.tasks.classification import agreement
     from edgekit.pipeline import prepare_model
     from edgekit.quant.algorithms.ptq import calibrate
-    from edgekit.quant.algorithms.zeroq import DATA_FREE_QUANT
+    from edgekit.quant.algorithms.zeroq import ZeroQConfig
+    DATA_FREE_QUANT = ZeroQConfig.DATA_FREE
     from edgekit.registry import SYNTHESIZERS, TARGETS, TASKS
 
     loaded, can, _ = prepare_model("mobilenet_v2", None, RunConfig(model="mobilenet_v2"))
@@ -57,7 +58,7 @@ def main() -> None:
     rows = []
     for name, overrides, src in rows_spec:
         t0 = time.time()
-        recipe = calibrate(can, QuantConfig(**overrides), src, "zeroq", progress=False)
+        recipe = calibrate(can, ZeroQConfig(**overrides), src, "zeroq", progress=False)
         out = simulated_outputs(can, recipe, sim, photos)
         row = {"calibration": name, "agreement": round(agreement(ref, out), 4),
                "sqnr_db": round(sqnr_db(ref, out), 2), "seconds": round(time.time() - t0, 1)}

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from edgekit.backends.base import Artifact, captured_output
-from edgekit.config import QuantConfig, SynthConfig
+from edgekit.config import QuantConfig, RunConfig, SynthConfig
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
 from edgekit.errors import UserError
@@ -66,28 +66,37 @@ def prepare(model, example_input: torch.Tensor | None = None, mean=None, std=Non
     return canonical, pre
 
 
-def quantize(model, config: QuantConfig | None = None, calibration=None, *, method: str = "zeroq",
+def quantize(model, config: QuantConfig | None = None, calibration=None, *, method: str | None = None,
              example_input: torch.Tensor | None = None, mean=None, std=None, pixel_scale: float | None = None,
              input_range=None, synth: SynthConfig | None = None, placement: str = "xnnpack",
              task: str = "classification", progress: bool = False) -> QuantRecipe:
     """Quantize ``model``; returns the recipe (per-layer weight and per-tensor activation scales
     and zero points, and any integer weights and corrected biases the method chose).
 
-    calibration: None for data-free (images distilled by the method's synthesizer from the BN
-    statistics), a float32 tensor [N, C, H, W] of model inputs, or a path (``.npz`` or image
-    folder, read with the declared preprocessing). config: the method's QuantConfig; None gives
-    its defaults (with the data-free defaults when ``calibration`` is None). placement: the
-    placement policy of the targets to export to (``edgekit.quant.placement``). task: what the
-    outputs are (``edgekit.tasks``): it gives data-free synthesis its output prior.
+    config: the method's config, torchao-style: ``ZeroQConfig``, ``PTQConfig`` or ``GenieConfig``
+    (``edgekit.quant.algorithms.*``; its type names the method). None: ``method``'s defaults
+    (zeroq when None), with its data-free ones when ``calibration`` is None. calibration: None for
+    data-free (images distilled by the method's synthesizer from the BN statistics), a float32
+    tensor [N, C, H, W] of model inputs, or a path (``.npz`` or image folder, read with the
+    declared preprocessing). placement: the placement policy of the targets to export to
+    (``edgekit.quant.placement``). task: what the outputs are (``edgekit.tasks``): it gives
+    data-free synthesis its output prior.
 
-    Raises UserError for bad input (unknown method, a method that needs data, bad calibration).
+    Raises UserError for bad input (unknown method, a config of another method, a method that
+    needs data, bad calibration).
     """
-    algo = ALGORITHMS.get(method)
+    from edgekit.quant.algorithms import algorithm_of
+    if config is not None:
+        algo = algorithm_of(config)
+        if method not in (None, algo.name):
+            raise UserError(f"config is a {type(config).__name__} (method {algo.name}), not a config of method {method}")
+    else:
+        algo = ALGORITHMS.get(method or "zeroq")
+        config = algo.config.resolve(data_free=calibration is None)
     canonical, pre = prepare(model, example_input, mean, std, pixel_scale, input_range)
     if calibration is None:
         if algo.synthesizer is None:
-            raise UserError(f"method {method} needs calibration data: pass calibration=images or a path")
-        config = config or QuantConfig(**algo.defaults(data_free=True))
+            raise UserError(f"method {algo.name} needs calibration data: pass calibration=images or a path")
         synth = synth or SynthConfig()
         calib = SYNTHESIZERS.get(algo.synthesizer)(canonical, synth, progress,
                                                    output_prior=TASKS.get(task).synthesis_prior(synth.label_loss))
@@ -101,8 +110,7 @@ def quantize(model, config: QuantConfig | None = None, calibration=None, *, meth
                                  bounds=canonical.input_bounds)
     if canonical.batch is not None:  # a program specialised to a static batch runs that many rows
         calib.batch_size, calib.pad_last = canonical.batch, True
-    return algo.fn(canonical, dataclasses.replace(config or QuantConfig(**algo.defaults(data_free=False))), calib,
-                   placement=placement)
+    return algo.fn(canonical, dataclasses.replace(config), calib, placement=placement)
 
 
 def export(model, recipe: QuantRecipe | None, target: str, path: str | os.PathLike, *,
@@ -162,14 +170,41 @@ def evaluate(artifact: Artifact | str | os.PathLike, images: torch.Tensor, *, la
 
 
 def profile(artifact: Artifact | str | os.PathLike, runs: int = 50, warmup_runs: int = 10,
-            threads: int | None = None, trace_ops: bool = True):
-    """Profile ``artifact`` on this machine in its runtime: a ``Trace`` (latency p50/p90 in ms,
-    per-op events mapped to the model's modules where the runtime reports them). Raises
-    UserError for a bad count or a file that is not an artifact."""
-    from edgekit.profiling.runners import run_spec
-    from edgekit.profiling.spec import JobSpec, resolve
+            threads: int | None = None, trace_ops: bool = True, *, device: str = "local",
+            runtime: str | None = None, **transport_options):
+    """Profile ``artifact`` (an Artifact, a .pte/.tflite/.onnx file or a bundle folder) in its
+    runtime on ``device`` (local, adb[:SERIAL], ssh://user@host[:port], http://host:port, with
+    that transport's ``transport_options``): a ``Trace`` (latency p50/p90 in ms, per-op events
+    mapped to the model's modules where the runtime reports them). What ``edgekit profile``
+    runs. Raises UserError for a bad count or a file that is not an artifact, TransportError
+    for a run lost on the device."""
+    from edgekit.profiling.transports import profile_artifact
+    path = artifact.path if isinstance(artifact, Artifact) else artifact
+    return profile_artifact(path, device, runtime, warmup_runs, runs, threads, trace_ops, **transport_options)
 
-    r = resolve(artifact.path if isinstance(artifact, Artifact) else artifact)
-    spec = JobSpec(artifact=r.path.name, runtime=r.runtime, warmup_runs=warmup_runs, runs=runs,
-                   etrecord=r.etrecord.name if r.etrecord else None, trace_ops=trace_ops, threads=threads)
-    return run_spec(spec, base=r.path.parent)
+
+def run(config: RunConfig, out: str | os.PathLike, *, input_shape: tuple[int, ...] | None = None,
+        dataset: str | None = None, eval_data: str | os.PathLike | None = None, eval_samples: int | None = None,
+        force: bool = False, cache: bool = True, progress: bool = False, log=lambda message: None):
+    """The main job, what ``edgekit quantize`` runs: quantize ``config.model`` with
+    ``config.method`` and its config (``config.quant``; None: the method's defaults), lower it
+    for each target, evaluate every artifact in its own runtime and write the bundle to ``out``
+    (through a temporary folder; an existing folder is replaced only when edgekit wrote it, or
+    with ``force``). ``config`` is not changed. cache: reuse synthesized data, FP32 twins and FP32
+    outputs from the user's cache folder (``edgekit.cache``). Returns ``RunResult`` (``out``,
+    ``manifest``, ``timings`` in s). Raises UserError for bad input, before any long work."""
+    from edgekit.cache import Cache
+    from edgekit.pipeline import quantize as run_job
+    return run_job(config, Path(out), input_shape, dataset, eval_samples, progress=progress, log=log, force=force,
+                   eval_data=eval_data, cache=Cache(enabled=cache))
+
+
+def evaluate_bundle(path: str | os.PathLike, *, dataset: str | None = None, eval_data: str | os.PathLike | None = None,
+                    limit: int | None = None, progress: bool = False) -> dict:
+    """What ``edgekit eval`` runs: every artifact of the bundle at ``path`` (or the one artifact
+    file ``path``) in its own runtime over ``dataset``/``eval_data`` (default: the bundle's),
+    scored against the simulation of the bundle's recipe. Each file is checked (sha256, format,
+    a load in a child process) before its runtime sees it. Returns the bundle's ``evaluation``
+    section. Raises UserError for a missing, changed or unknown file or no data set."""
+    from edgekit.pipeline import evaluate_path
+    return evaluate_path(Path(path), dataset, limit, progress=progress, eval_data=eval_data)

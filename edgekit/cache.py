@@ -104,6 +104,11 @@ class Cache:
         assert kind in KINDS and _is_key(key), (kind, key)
         return self.root / kind / key
 
+    def has(self, kind: str, parts: tuple) -> bool:
+        """Whether an entry keyed by ``parts`` (see :func:`key_of`) exists; a quick check of its
+        index only (``lookup`` verifies the files). False when disabled."""
+        return self.enabled and (self._dir(kind, key_of(kind, *parts)) / ENTRY).is_file()
+
     def lookup(self, kind: str, key: str) -> Path | None:
         """The folder of a valid entry, or None. An entry whose files do not match its
         ``entry.json`` is removed (and so rebuilt by the caller)."""

@@ -1,6 +1,9 @@
-"""The ``edgekit`` command line (click). Exit codes: 0 ok, 2 bad input (one line on stderr), 1 failure."""
+"""The ``edgekit`` command line (click), a thin layer over the Python API (``edgekit.api``): it
+turns flags into configs and results into text. Exit codes: 0 ok, 2 bad input (one line on
+stderr), 1 failure."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from edgekit.config import PRESETS, QuantConfig, RunConfig
+from edgekit.config import PRESETS, QuantConfig, RunConfig, method_config
 from edgekit.errors import UserError
 
 
@@ -98,9 +101,9 @@ def _scale(value: str | None) -> float | None:
               help="Bundle directory to write (a new path, an empty folder or an earlier edgekit bundle).")
 @click.option("--force", is_flag=True,
               help="Replace --out even when it is a folder edgekit did not write (never the current, home or root folder).")
-@click.option("--act-estimator", type=click.Choice(["minmax", "percentile", "mse"]), default="percentile",
-              show_default=True, help="Activation range estimator.")
-@click.option("--percentile", type=float, default=99.99, show_default=True)
+@click.option("--act-estimator", type=click.Choice(["minmax", "percentile", "mse"]), default=None,
+              help="Activation range estimator (default: the method's, percentile).")
+@click.option("--percentile", type=float, default=None, help="Two-sided percentile of --act-estimator percentile (default 99.99).")
 @click.option("--per-tensor", is_flag=True, help="Per-tensor instead of per-channel weights.")
 @click.option("--override", "overrides", multiple=True, metavar="PATTERN:KEY=BITS[,KEY=BITS]",
               help="Per-module bit widths, repeatable: e.g. 'layer1.*:w_bits=4' or 'type:Linear:w_bits=8,a_bits=8' "
@@ -151,41 +154,54 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
              mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
     ResNet-20), lower it for each target, evaluate the artifacts in their runtimes, write a bundle."""
-    from edgekit.pipeline import quantize as run
+    from edgekit.api import run
     from edgekit.report import summary_table
 
     synth = {"seed": seed, **PRESETS[preset].get("synth", {})}
-    recon_iterations = recon_iterations if recon_iterations is not None else PRESETS[preset].get("recon_iterations")
     if num_samples is not None:
         synth.update(num_samples=num_samples, batch_size=min(64, num_samples))
     if iterations is not None:
         synth["iterations"] = iterations
     if label_loss is not None:
         synth["label_loss"] = label_loss
-    cfg = RunConfig(model=model or "resnet20_fmnist", task=task, method=method or ("zeroq" if data_free or not calib else "ptq"),
-                    data_free=data_free, calib_path=calib, calib_samples=calib_samples,
-                    targets=list(targets),  # none: the deployable defaults that run the recipe, else simulation
-                    quant=QuantConfig(w_bits=w_bits, a_bits=a_bits, per_channel=not per_tensor,
-                                      activation_symmetric=True if symmetric_activations else None,
-                                      overrides=_overrides(overrides),
-                                      act_estimator=act_estimator, percentile=percentile,
-                                      mixed_precision=mixed_precision, size_budget_kb=size_budget_kb, avg_bits=avg_bits),
-                    synth_overrides=synth,
-                    quant_overrides={} if bn_ranges is None else {"bn_ranges": bn_ranges},
-                    mean=_floats("--mean", mean), std=_floats("--std", std),
-                    pixel_scale=_scale(pixel_scale), input_range=_floats("--input-range", input_range, 2))
-    if recon_iterations is not None:
-        cfg.quant.recon_iterations = recon_iterations
+    method = method or ("zeroq" if data_free or not calib else "ptq")
+    given = {"w_bits": w_bits, "a_bits": a_bits, "act_estimator": act_estimator, "percentile": percentile,
+             "per_channel": False if per_tensor else None, "activation_symmetric": True if symmetric_activations else None,
+             "overrides": _overrides(overrides) or None, "mixed_precision": mixed_precision or None,
+             "size_budget_kb": size_budget_kb, "avg_bits": avg_bits, "bn_ranges": bn_ranges,
+             "recon_iterations": recon_iterations}
+    given = {k: v for k, v in given.items() if v is not None}
     if config_path is not None:
         cfg = _config_file(config_path, model)
+    else:
+        cfg = RunConfig(model=model or "resnet20_fmnist", task=task, method=method, data_free=data_free,
+                        calib_path=calib, calib_samples=calib_samples,
+                        targets=list(targets),  # none: the deployable defaults that run the recipe, else simulation
+                        quant=_method_config(method, data_free, given, PRESETS[preset]), synth_overrides=synth,
+                        mean=_floats("--mean", mean), std=_floats("--std", std),
+                        pixel_scale=_scale(pixel_scale), input_range=_floats("--input-range", input_range, 2))
     log = (lambda m: None) if no_progress else (lambda m: click.echo(m, err=True))
-    from edgekit.cache import Cache
-    result = run(cfg, out, _shape(input_shape), dataset, eval_samples, progress=not no_progress, log=log, force=force,
-                 eval_data=eval_data, cache=Cache(enabled=not no_cache))
+    result = run(cfg, out, input_shape=_shape(input_shape), dataset=dataset, eval_data=eval_data,
+                 eval_samples=eval_samples, force=force, cache=not no_cache, progress=not no_progress, log=log)
     click.echo(summary_table(result.manifest))
     for note in result.manifest.get("notes") or []:
         click.echo(f"note: {note}")
     click.echo(f"bundle: {result.out}")
+
+
+def _method_config(method: str, data_free: bool, given: dict, preset: dict) -> QuantConfig:
+    """The method's config from the quant flags the user gave (and the preset's budget where the
+    method takes it); UserError naming a flag the method does not take."""
+    from edgekit.registry import ALGORITHMS
+    names = {f.name for f in dataclasses.fields(ALGORITHMS.get(method).config)}
+    for key in given:
+        if key not in names:
+            flag = {"per_channel": "--per-tensor", "activation_symmetric": "--symmetric-activations",
+                    "overrides": "--override"}.get(key, f"--{key.replace('_', '-')}")
+            raise UserError(f"{flag} does not apply to --method {method}: its config "
+                            f"({ALGORITHMS.get(method).config.__name__}) has no {key}")
+    budget = {k: v for k, v in preset.items() if k in names and k != "synth"}
+    return method_config(method, data_free, {**budget, **given})
 
 
 @cli.group()
@@ -238,10 +254,11 @@ def _config_file(path: Path, model: str | None) -> RunConfig:
 def eval_cmd(bundle_or_artifact, dataset, eval_data, limit, as_json, no_progress) -> None:
     """Run an artifact (or every artifact of a bundle) in its own runtime over a data set: top-1,
     and agreement with the PyTorch simulation of the bundle's recipe."""
+    from edgekit.api import evaluate_bundle
     from edgekit.report import evaluation_table
-    from edgekit.pipeline import evaluate_path
 
-    evaluation = evaluate_path(bundle_or_artifact, dataset, limit, progress=not no_progress, eval_data=eval_data)
+    evaluation = evaluate_bundle(bundle_or_artifact, dataset=dataset, eval_data=eval_data, limit=limit,
+                                 progress=not no_progress)
     click.echo(json.dumps(evaluation, indent=2) if as_json else evaluation_table(evaluation))
 
 

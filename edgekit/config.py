@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Type, TypeVar
+from typing import Any, ClassVar, Type, TypeVar
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: the quant table holds the method's own config (PTQConfig, GenieConfig, ...)
 C = TypeVar("C")
 
 VALID_BITS = (2, 3, 4, 5, 6, 7, 8)
@@ -66,49 +66,46 @@ class SynthConfig:
 
 @dataclass
 class QuantConfig:
-    """What to quantize and how: bit widths, granularity, activation range estimator.
+    """The fields every quantization method takes; each method's own config subclasses it,
+    beside its algorithm (``PTQConfig`` in ``edgekit.quant.algorithms.ptq``, ``ZeroQConfig``,
+    ``GenieConfig``), and is registered with it (``Algorithm.config``), torchao-style.
 
-    w_bits / a_bits: integer bit widths in 2..8. act_estimator: "minmax", "percentile" or
-    "mse" (whitepaper Sec. 3.5 lists min/max and MSE-optimal clipping). percentile: the
-    two-sided percentile for "percentile" (99.99 keeps [0.01 %, 99.99 %]). bn_ranges: how the
-    ranges of BN-backed tensors use BN statistics (``edgekit.quant.bn_ranges``, at
-    ``bn_range_sigmas`` standard deviations): "off", "union" with the data's, or "replace".
+    w_bits / a_bits: integer bit widths in 2..8. per_channel: per-channel (else per-tensor)
+    weight scales. activation_symmetric: zero point 0 for activations; None: what the targets'
+    constraints require. overrides: per-module bit widths, {pattern: {"w_bits": B, "a_bits": B}};
+    a pattern is a glob over module paths or node names, "type:Conv2d", or "@first"/"@last" (the
+    first and last weighted layers; ``edgekit.quant.recipe.apply_overrides``). Mixed precision
+    (``edgekit.quant.mixed_precision``): per-layer weight bits from {2, 4, 8} under a size budget
+    in kB (1000 bytes) or an average bit width; the chosen bits become overrides keyed by node name.
+
+    ``DATA_FREE``: fields a method sets when it calibrates on synthesized images, under the
+    user's (:meth:`resolve`).
     """
+    DATA_FREE: ClassVar[dict[str, Any]] = {}
+
     w_bits: int = 8
     a_bits: int = 8
     per_channel: bool = True
-    # symmetric activations (zero point 0); None: what the targets' constraints require
     activation_symmetric: bool | None = None
-    act_estimator: str = "percentile"
-    percentile: float = 99.99
-    bn_ranges: str = "off"
-    bn_range_sigmas: float = 4.0
-    bn_folding: bool = True
-    # DFQ (Nagel et al. 2019): range equalization into depthwise convs and bias correction,
-    # applied by the calibration of ptq/zeroq (edgekit.quant.equalize, .bias_correction)
-    equalize: bool = False
-    bias_correction: bool = False
-    output_range_margin: float = 1.0  # the model outputs' ranges times this (ptq.widen_output_ranges)
-    # Genie-M block reconstruction (edgekit.quant.algorithms.genie): Adam steps per block, batch
-    # size, QDrop probability, AdaRound regulariser weight, Adam learning rates of the rounding
-    # variables and of the (log) step sizes. (Its first/last layers at 8 bits are the overrides
-    # @first/@last, edgekit.quant.recipe.FIRST_LAST_8BIT.)
-    recon_iterations: int = 400
-    recon_batch_size: int = 32
-    qdrop_p: float = 0.5
-    round_reg: float = 0.01
-    recon_lr_rounding: float = 1e-3
-    recon_lr_scale: float = 5e-4
-    recon_seed: int = 0  # batch sampling and QDrop masks
-    # Mixed precision (edgekit.quant.mixed_precision): per-layer weight bits from {2, 4, 8}
-    # under a size budget in kB (1000 bytes) or an average bit width; the chosen bits become
-    # overrides keyed by node name.
+    overrides: dict[str, dict[str, int]] = field(default_factory=dict)
     mixed_precision: bool = False
     size_budget_kb: float | None = None
     avg_bits: float | None = None
-    # Per-module bit widths, torchao-style: {pattern: {"w_bits": B, "a_bits": B}}; a pattern is a
-    # glob over module paths or node names, or "type:Conv2d" (edgekit.quant.recipe.apply_overrides)
-    overrides: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, data_free: bool, given: dict[str, Any] | None = None) -> "QuantConfig":
+        """This method's config: its defaults, then ``DATA_FREE`` when ``data_free``, then the
+        user's ``given`` fields. The user's override patterns come after the method's default
+        ones (so a user's pattern wins where both match). Raises ValueError naming a field the
+        method does not take."""
+        given = dict(given or {})
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not an option of {cls.__name__}")
+        base = cls()
+        fields = {**(cls.DATA_FREE if data_free else {}), **given}
+        fields["overrides"] = {**base.overrides, **(given.get("overrides") or {})}
+        return dataclasses.replace(base, **fields)
 
 
 @dataclass
@@ -121,10 +118,11 @@ class RunConfig:
     calib_path: str | None = None
     calib_samples: int = 512
     targets: list[str] = field(default_factory=list)  # none: pipeline.resolve_targets picks
-    quant: QuantConfig = field(default_factory=QuantConfig)
+    # the method's config (Algorithm.config, e.g. GenieConfig), resolved (method_config); None:
+    # the method's defaults, with its data-free ones when data_free
+    quant: QuantConfig | None = None
     synth: SynthConfig | None = None  # None: the model's own budget (zoo entry), else SynthConfig()
     synth_overrides: dict[str, Any] = field(default_factory=dict)  # flags the user gave
-    quant_overrides: dict[str, Any] = field(default_factory=dict)  # over the model's data-free defaults
     # The model's preprocessing, declared by the user (never guessed from a shape): x =
     # (pixel * pixel_scale - mean) / std per channel, or input_range [lo, hi] for pixels 0..255.
     # None of them: the zoo entry's, else no dataset and no pixel bound (the input's range is
@@ -143,20 +141,44 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
-    """A RunConfig from the dict ``to_dict`` wrote (the manifest's ``quantization.config``) or a
-    TOML holding the same keys; missing keys take their defaults. Raises ValueError naming an
-    unknown key or a wrong config_version."""
-    d = dict(d)
-    version = d.pop("config_version", CONFIG_VERSION)
-    if version != CONFIG_VERSION:
-        raise ValueError(f"config_version {version} is not {CONFIG_VERSION}")
-    quant, synth = dict(d.pop("quant", None) or {}), d.pop("synth", None)
-    if quant.pop("first_last_8bit", False) and d.get("method", "zeroq") == "genie":  # bundles before @first/@last
+def method_config(method: str, data_free: bool, given: dict[str, Any] | None = None) -> QuantConfig:
+    """The config of ``method`` (its registered class, ``Algorithm.config``) from its defaults,
+    its data-free defaults when ``data_free``, then the ``given`` fields (:meth:`QuantConfig.resolve`).
+    Raises UserError for an unknown method, ValueError naming a field the method does not take."""
+    from edgekit.registry import ALGORITHMS
+    return ALGORITHMS.get(method).config.resolve(data_free, given)
+
+
+def _quant_v1(method: str, quant: dict[str, Any], quant_overrides: dict[str, Any]) -> dict[str, Any]:
+    """A config_version 1 ``quant`` table (one flat bag for every method) as the method's own
+    fields: ``first_last_8bit`` becomes Genie's @first/@last overrides, ``quant_overrides`` (the
+    flags given over the data-free defaults) is merged in, and keys the method never read
+    (another method's, or ``bn_folding``, which was always on) are dropped."""
+    from edgekit.registry import ALGORITHMS
+    quant = {**quant, **quant_overrides}
+    if quant.pop("first_last_8bit", False) and method == "genie":
         quant["overrides"] = {"@first": {"w_bits": 8, "a_bits": 8}, "@last": {"w_bits": 8, "a_bits": 8},
                               **(quant.get("overrides") or {})}
+    names = {f.name for f in dataclasses.fields(ALGORITHMS.get(method).config)}
+    return {k: v for k, v in quant.items() if k in names}
+
+
+def run_config_from_dict(d: dict[str, Any]) -> RunConfig:
+    """A RunConfig from the dict ``to_dict`` wrote (the manifest's ``quantization.config``) or a
+    TOML holding the same keys; missing keys take their defaults, and the ``quant`` table's
+    fields are given to the method's config over its defaults (:func:`method_config`).
+    config_version 1 dicts are migrated. Raises ValueError naming an unknown key or a wrong
+    config_version, UserError for an unknown method."""
+    d = dict(d)
+    version = d.pop("config_version", CONFIG_VERSION)
+    if version not in (1, CONFIG_VERSION):
+        raise ValueError(f"config_version {version} is not 1 or {CONFIG_VERSION}")
+    quant, synth = dict(d.pop("quant", None) or {}), d.pop("synth", None)
+    method = d.get("method", RunConfig.method)
+    if version == 1:
+        quant = _quant_v1(method, quant, d.pop("quant_overrides", None) or {})
     cfg = from_dict(RunConfig, d)
-    cfg.quant = from_dict(QuantConfig, quant)
+    cfg.quant = method_config(method, cfg.data_free, quant)
     cfg.synth = from_dict(SynthConfig, synth) if synth else None
     return cfg
 

@@ -2,6 +2,7 @@
 runtime, and write the bundle. ``edgekit quantize`` and the benchmarks call ``quantize``."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -20,7 +21,7 @@ import torch
 from edgekit.version import __version__
 from edgekit import bundle as bnd
 from edgekit.backends.base import captured_output
-from edgekit.config import VALID_BITS, RunConfig, SynthConfig, to_dict
+from edgekit.config import VALID_BITS, RunConfig, SynthConfig, method_config, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
@@ -29,7 +30,9 @@ from edgekit.runtimes.checks import check_artifact, probe_artifact
 from edgekit.bundle import inside, verify
 from edgekit.cache import Cache, library_versions, recipe_hash, tensor_hash
 from edgekit.errors import UserError, first_line
-from edgekit.evaluation import float_outputs, run_artifact, score, simulation_program
+from edgekit.evaluation import run_artifact, score, simulation_program
+from edgekit import fp32_prefetch
+from edgekit.fp32_prefetch import fp32_outputs, fp32_twin
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
@@ -48,8 +51,19 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def resolve_quant(cfg: RunConfig) -> None:
+    """Set ``cfg.quant`` to the method's config when it is None (its defaults, and its data-free
+    ones with --data-free); raises UserError when it is another method's config."""
+    algo = ALGORITHMS.get(cfg.method)
+    if cfg.quant is None:
+        cfg.quant = method_config(cfg.method, cfg.data_free)
+    elif type(cfg.quant) is not algo.config:
+        raise UserError(f"the quant config is a {type(cfg.quant).__name__}; method {cfg.method} takes a "
+                        f"{algo.config.__name__}")
+
+
 def validate(cfg: RunConfig) -> None:
-    """Check flags before any work; raises UserError naming the bad value."""
+    """Check flags before any work (``cfg.quant`` resolved); raises UserError naming the bad value."""
     for flag, bits in (("--w-bits", cfg.quant.w_bits), ("--a-bits", cfg.quant.a_bits)):
         if bits not in VALID_BITS:
             raise UserError(f"{flag} {bits} is not a bit width edgekit supports: use one of {list(VALID_BITS)}")
@@ -198,8 +212,9 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
     Raises UserError on bad input (``out`` is checked before any work); other exceptions are failures.
     """
     cfg = copy.deepcopy(cfg)
+    resolve_quant(cfg)
     validate(cfg)
-    with bnd.staged_dir(out, force) as tmp:  # --out is checked (and its folder made) before any work
+    with bnd.staged_dir(out, force) as tmp, contextlib.ExitStack() as stop_children:  # --out is checked first
         timings: dict[str, float] = {}
         t_all = time.time()
         loaded, canonical, pre = prepare_model(cfg.model, input_shape, cfg)
@@ -230,10 +245,6 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if cfg.synth is None and ALGORITHMS.get(cfg.method).synthesizer == "genie" and loaded.synth == SynthConfig():
             base = SynthConfig.genie()  # Genie-D's own CPU budget where the zoo sets none
         cfg.synth = dataclasses.replace(base, **cfg.synth_overrides)
-        defaults = ALGORITHMS.get(cfg.method).defaults(cfg.data_free)
-        method_overrides = defaults.pop("overrides", {})  # the method's patterns, then the user's
-        cfg.quant = dataclasses.replace(cfg.quant, **{**defaults, **cfg.quant_overrides})
-        cfg.quant.overrides = {**method_overrides, **cfg.quant.overrides}
         if cfg.synth.num_samples < 1 or cfg.synth.iterations < 0:
             raise UserError("--num-samples must be at least 1 and --iterations at least 0")
         if cfg.quant.activation_symmetric is None:  # the named targets' constraints feed the plan
@@ -250,12 +261,20 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             budget_bytes(layer_infos(canonical.graph_module), cfg.quant.size_budget_kb, cfg.quant.avg_bits)
         # with mixed precision the per-layer bits (and so the default targets) are known only later
         targets = resolve_targets(cfg, plan, log) if cfg.targets or not cfg.quant.mixed_precision else None
+        dataset = dataset or loaded.dataset
+        data = eval_data_of(eval_set if eval_set is not None else dataset, eval_samples) \
+            if eval_set is not None or dataset else None
+        torch.export.save(canonical.folded, str(tmp / bnd.FLOAT_PROGRAM))
+        prefetch = fp32_prefetch.start(canonical, tmp / bnd.FLOAT_PROGRAM, targets or [], cache or NO_CACHE, tmp,
+                                       data.images if data is not None else None)  # FP32 work, beside this
+        if prefetch is not None:
+            stop_children.callback(prefetch.stop)
 
         t0 = time.time()
         calib = calibration_source(cfg, loaded, canonical, pre, progress, notes, cache)
         if canonical.batch is not None:  # the program runs exactly this many images at a time
             calib.batch_size, calib.pad_last = canonical.batch, True
-        if eval_set is None and not (dataset or loaded.dataset) and len(calib) >= 5:
+        if eval_set is None and not dataset and len(calib) >= 5:
             # no labelled data: agreement and SQNR on calibration images held out of calibration
             k = max(1, len(calib) // 5)
             eval_set = EvalData(calib.images[-k:], None, {
@@ -264,6 +283,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                 "note": "not used for calibration; no labels, so no top-1"})
             calib.images = calib.images[:-k]
             calib.provenance = dict(calib.provenance, num_samples=len(calib.images), held_out=k)
+            data = eval_set
         timings["calibration_data_s"] = time.time() - t0
         log(f"calibration data: {calib.provenance['kind']} ({calib.provenance['method']}), "
             f"{len(calib)} images, {timings['calibration_data_s']:.1f} s")
@@ -284,26 +304,26 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             for t in targets:  # per-layer bits (Genie's first/last layers) may differ from the plan's
                 t.check(recipe)
         timings["quantize_s"] = time.time() - t0
+        if prefetch is not None:
+            prefetch.release()  # the int8 converters ahead are single-threaded: a core for the child
         recipe_key = functools.cache(lambda: recipe_hash(recipe))  # the cache's key of this recipe, made once
 
-        dataset = dataset or loaded.dataset
-        torch.export.save(canonical.folded, str(tmp / bnd.FLOAT_PROGRAM))
         recipe.save(tmp / bnd.RECIPE)
         if mp is not None:
             from edgekit.quant.mixed_precision import write_pareto
             write_pareto(mp, tmp)
-        data = eval_data_of(eval_set if eval_set is not None else dataset, eval_samples) \
-            if eval_set is not None or dataset else None
         artifacts, skipped = lower_targets(cfg, loaded, canonical, recipe, targets, tmp, cache, recipe_key,
-                                           notes, log, timings)
+                                           notes, log, timings, prefetch)
         evaluation = None
         if data is not None:
             t0 = time.time()
             refs = reference_outputs(canonical, recipe, [t for t, _, _ in artifacts], data.images, cache, recipe_key)
             timings["references_s"] = time.time() - t0
+        t0 = time.time()
         for t, art, entry in artifacts:
             entry.update(latency_vs_fp32(art.path, tmp / f".fp32-{t.name}", art.runtime, art.ops))
             shutil.rmtree(tmp / f".fp32-{t.name}")
+        timings["latency_s"] = time.time() - t0
         if data is not None:
             t0 = time.time()
             evaluation = evaluate_bundle_parts(task, canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
@@ -318,7 +338,8 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         manifest = build_manifest(cfg, loaded, canonical, recipe, calib, [e for _, _, e in artifacts],
                                   evaluation, timings)
         if cache is not None and cache.enabled:
-            manifest["cache"] = {"root": str(cache.root), "reused": sorted(set(cache.hits))}
+            made_here = prefetch.made if prefetch is not None else set()  # by the FP32 child, this run
+            manifest["cache"] = {"root": str(cache.root), "reused": sorted(set(cache.hits) - made_here)}
         manifest["model"]["static_batch"] = canonical.batch
         manifest["model"]["task"] = task.name
         manifest["notes"] = notes
@@ -338,27 +359,42 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
 
 def lower_targets(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe, targets: list,
                   tmp: Path, cache: Cache | None, recipe_key: Callable[[], str], notes: list[str], log,
-                  timings: dict[str, float]) -> tuple[list, list]:
-    """Lower every target's int8 artifact into ``tmp`` and its FP32 twin into ``tmp/.fp32-<target>``.
-    A default target whose converter fails is skipped with a note; a named one (or the last
-    one) raises RuntimeError. Returns ([(target, Artifact, manifest entry)], [skipped])."""
-    artifacts, skipped = [], []
+                  timings: dict[str, float], prefetch: fp32_prefetch.Prefetch | None = None) -> tuple[list, list]:
+    """Lower every target's int8 artifact into ``tmp``, then (once ``prefetch``, the child
+    making them, has finished) its FP32 twin into ``tmp/.fp32-<target>``. A default target whose
+    converter fails is skipped with a note; a named one (or the last one) raises RuntimeError.
+    Returns ([(target, Artifact, manifest entry)], [skipped])."""
+    artifacts, skipped, lowered = [], [], []
     t0 = time.time()
+
+    def failed(t, e: Exception) -> None:
+        why = f"{type(e).__name__}: {first_line(e, empty='no message')}"
+        shutil.rmtree(tmp / f".fp32-{t.name}", ignore_errors=True)
+        if cfg.targets or len(targets) == 1:  # the user named it, or nothing else is left
+            raise RuntimeError(f"target {t.name} could not lower model {loaded.name} ({why}); "
+                               f"its converter's log is the last lines of {LOWER_LOG}; try another --target") from None
+        skipped.append({"target": t.name, "error": why})
+        notes.append(f"target {t.name} could not lower this model ({why}); the bundle holds the other targets")
+
     for t in targets:
+        try:
+            with captured_output(tmp / LOWER_LOG):
+                lowered.append((t, lower_int8(t, canonical, recipe, tmp, cache, recipe_key)))
+        except Exception as e:
+            failed(t, e)
+    if prefetch is not None:
+        t1 = time.time()
+        prefetch.join(tmp / LOWER_LOG)
+        timings["fp32_prefetch_wait_s"] = time.time() - t1
+        timings.update({f"prefetch_{k}": v for k, v in prefetch.seconds.items()})  # in the child, beside this
+    for t, art in lowered:
         fp32_dir = tmp / f".fp32-{t.name}"
         fp32_dir.mkdir(exist_ok=True)
         try:
             with captured_output(tmp / LOWER_LOG):
-                art = lower_int8(t, canonical, recipe, tmp, cache, recipe_key)
-                fp32_bytes = fp32_twin(t, canonical, fp32_dir, cache)
+                fp32_bytes = fp32_twin(t, canonical, fp32_dir, cache or NO_CACHE)
         except Exception as e:
-            why = f"{type(e).__name__}: {first_line(e, empty='no message')}"
-            shutil.rmtree(fp32_dir, ignore_errors=True)
-            if cfg.targets or len(targets) == 1:  # the user named it, or nothing else is left
-                raise RuntimeError(f"target {t.name} could not lower model {loaded.name} ({why}); "
-                                   f"its converter's log is the last lines of {LOWER_LOG}; try another --target") from None
-            skipped.append({"target": t.name, "error": why})
-            notes.append(f"target {t.name} could not lower this model ({why}); the bundle holds the other targets")
+            failed(t, e)
             continue
         entry = {"file": art.path.name, "target": t.name, "format": art.format, "runtime": art.runtime,
                  "bytes": art.bytes, "sha256": art.sha256, "fp32_bytes": fp32_bytes,
@@ -424,18 +460,6 @@ def lower_int8(target, canonical: CanonicalModel, recipe: QuantRecipe, out_dir: 
                     {k: out_dir / v for k, v in meta["side_files"].items()}, meta["ops"])
 
 
-def fp32_twin(target, canonical: CanonicalModel, fp32_dir: Path, cache: Cache | None) -> int:
-    """Lower the FP32 twin of ``canonical`` for ``target`` into ``fp32_dir`` (``fp32.<suffix>``),
-    from ``cache`` when the same model was lowered by the same converter versions before;
-    returns its size in bytes."""
-    def lower():
-        art = target.lower(canonical, None, fp32_dir, "fp32")
-        return {art.path.name: art.path}, {}
-    files, _ = (cache or NO_CACHE).files(
-        "fp32-artifact", lambda: (canonical.content_hash, target.name, library_versions()), lower, fp32_dir)
-    return files[f"fp32.{target.profile.artifact_format}"].stat().st_size
-
-
 def reference_outputs(canonical: CanonicalModel, recipe: QuantRecipe | None, targets: list, images: torch.Tensor,
                       cache: Cache | None = None, recipe_key: Callable[[], str] | None = None) -> dict:
     """What the artifacts are compared with on ``images`` (float32 [N, C, H, W]):
@@ -448,8 +472,7 @@ def reference_outputs(canonical: CanonicalModel, recipe: QuantRecipe | None, tar
     cache = cache or NO_CACHE
     images_key = functools.cache(lambda: tensor_hash(images))
     recipe_key = recipe_key or functools.cache(lambda: recipe_hash(recipe))
-    fp32 = cache.tensors("fp32-outputs", lambda: (canonical.content_hash, images_key()),
-                         lambda: ({"outputs": float_outputs(canonical, images)}, {"num_samples": len(images)}))[0]["outputs"]
+    fp32 = fp32_outputs(canonical, images, cache, images_key() if cache.enabled else None)
     if recipe is None:
         return {"fp32": fp32, "sims": {}}
     by_signature: dict[str, torch.Tensor] = {}
@@ -510,8 +533,8 @@ def build_manifest(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalMode
         "quantization": {
             "method": cfg.method, "data_free": cfg.data_free, "w_bits": cfg.quant.w_bits, "a_bits": cfg.quant.a_bits,
             "weight_granularity": "per_channel" if cfg.quant.per_channel else "per_tensor",
-            "weight_symmetric": True, "activation_granularity": "per_tensor", "activation_symmetric": False,
-            "act_estimator": cfg.quant.act_estimator, "bn_folding": True, "recipe": bnd.RECIPE,
+            "weight_symmetric": True, "activation_granularity": "per_tensor", "activation_symmetric": bool(cfg.quant.activation_symmetric),
+            "act_estimator": getattr(cfg.quant, "act_estimator", None), "bn_folding": True, "recipe": bnd.RECIPE,
             "layer_bits": recipe.layer_bits(),
             "calibration": {"kind": prov["kind"], "method": prov["method"], "num_samples": prov["num_samples"],
                             "seed": prov.get("seed"), "iterations": prov.get("iterations"),

@@ -96,13 +96,15 @@ def test_clear_removes_only_cache_entries(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_a_second_identical_run_reuses_synthesis_fp32_twins_and_outputs(tmp_path):
+def test_a_second_identical_run_reuses_synthesis_fp32_twins_and_outputs(tmp_path, monkeypatch):
     """Two identical data-free runs of the reference model (small budgets) through the pipeline:
     the second reuses the distilled images, the FP32 twin, the FP32 outputs, the int8 artifact
     and the simulation's outputs, runs the artifact afresh, and records the same artifacts and
     evaluation; --no-cache reuses nothing."""
     from edgekit.config import RunConfig
+    from edgekit import fp32_prefetch
     from edgekit.pipeline import quantize
+    monkeypatch.setattr(fp32_prefetch, "MIN_IMAGES", 0)  # the FP32 child runs on this small set too
     cache = Cache(tmp_path / "cache")
 
     def run(name, c):
@@ -110,7 +112,9 @@ def test_a_second_identical_run_reuses_synthesis_fp32_twins_and_outputs(tmp_path
         return quantize(cfg, tmp_path / name, eval_samples=64, progress=False, log=lambda m: None, cache=c).manifest
 
     first = run("a", cache)
-    assert first["cache"]["reused"] == []
+    assert first["cache"]["reused"] == []  # what the FP32 child made this run is not "reused"
+    assert "prefetch_fp32_twin_executorch-xnnpack_s" in first["timings_s"]  # the child made the twin
+    assert not [p.name for p in (tmp_path / "a").iterdir() if p.name.startswith(".fp32")]
     second = run("b", Cache(tmp_path / "cache"))
     assert second["cache"]["reused"] == ["artifact", "calibration", "fp32-artifact", "fp32-outputs", "simulation-outputs"]
     assert second["quantization"]["calibration"]["seed"] == 0

@@ -115,3 +115,10 @@ def test_bad_overrides_are_one_line(cli, tmp_path):
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and want in lines[0], (value, proc.stderr[-1500:])
         assert not out.exists()
+
+
+def test_an_option_of_another_method(cli, tmp_path):
+    """Per-method configs: a flag the method's config does not have is refused, not ignored."""
+    out = tmp_path / "bundle"
+    p = cli("quantize", "tests.fixtures.models:tiny_bn", "--data-free", "--recon-iterations", "5", "--out", str(out))
+    assert_refused(p, out, "--recon-iterations does not apply to --method zeroq", "ZeroQConfig")

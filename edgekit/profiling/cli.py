@@ -64,20 +64,12 @@ def profile_cmd(bundle_or_artifact, device, runtime, warmup_runs, runs, threads,
                 remote_python, adb_path, runner_binary, benchmark_model):
     """Profile BUNDLE_OR_ARTIFACT (a bundle directory or a .pte/.tflite/.onnx file) on a device
     and print latency p50/p90 and the top operators with their modules."""
-    from edgekit.profiling.spec import resolve
-    from edgekit.profiling.transports import job_spec_for, make_transport
+    from edgekit.profiling.transports import profile_artifact
 
-    if runs < 1:
-        raise UserError(f"--runs {runs}: give at least 1 timed run")
-    if warmup_runs < 0:
-        raise UserError(f"--warmup-runs {warmup_runs}: give 0 or more")
-    art = resolve(bundle_or_artifact, runtime)
-    spec = job_spec_for(art, warmup_runs, runs, threads, trace_ops=not no_op_trace)
-    transport = make_transport(device, token_file=token_file, timeout=timeout,
-                               ssh_options=list(ssh_opts), remote_python=remote_python,
-                               adb=adb_path, runner_binary=runner_binary,
-                               benchmark_model=benchmark_model)
-    trace = transport.profile(art, spec)
+    trace = profile_artifact(bundle_or_artifact, device, runtime, warmup_runs, runs, threads, trace_ops=not no_op_trace,
+                             token_file=token_file, timeout=timeout, ssh_options=list(ssh_opts),
+                             remote_python=remote_python, adb=adb_path, runner_binary=runner_binary,
+                             benchmark_model=benchmark_model)
     click.echo(trace.summary(top))
     if trace_out:
         trace.save(trace_out)

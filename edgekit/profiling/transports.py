@@ -36,7 +36,7 @@ from typing import Any
 
 from edgekit.runtimes.checks import check_artifact, probe_artifact
 from edgekit.errors import UserError
-from edgekit.profiling.spec import JOB_FILE, JobSpec, ResolvedArtifact, verify
+from edgekit.profiling.spec import JOB_FILE, JobSpec, ResolvedArtifact, resolve, verify
 from edgekit.runtimes.trace import Trace
 from edgekit.registry import RUNTIMES, TRANSPORTS
 
@@ -427,5 +427,21 @@ def make_transport(device: str, **options: Any) -> Transport:
     return cls(target, **options)
 
 
+def profile_artifact(path, device: str = "local", runtime: str | None = None, warmup_runs: int = 10,
+                     runs: int = 50, threads: int | None = None, trace_ops: bool = True, **options: Any) -> Trace:
+    """Profile ``path`` (a bundle folder or a .pte/.tflite/.onnx file) on ``device`` (local,
+    adb[:SERIAL], ssh://user@host[:port] or http://host:port; ``options`` go to its transport):
+    a Trace with latency p50/p90 in ms and per-op events mapped to modules where the runtime
+    reports them. ``edgekit profile`` and ``edgekit.profile`` both run this. Raises UserError for
+    bad counts or a file that is not an artifact, TransportError for a run lost mid-way."""
+    if runs < 1:
+        raise UserError(f"--runs {runs}: give at least 1 timed run")
+    if warmup_runs < 0:
+        raise UserError(f"--warmup-runs {warmup_runs}: give 0 or more")
+    art = resolve(path, runtime)
+    spec = job_spec_for(art, warmup_runs, runs, threads, trace_ops=trace_ops)
+    return make_transport(device, **options).profile(art, spec)
+
+
 __all__ = ["Transport", "TransportError", "LocalTransport", "HttpTransport", "SshTransport",
-           "AdbTransport", "make_transport", "parse_device", "job_spec_for", "pack_job"]
+           "AdbTransport", "make_transport", "parse_device", "job_spec_for", "pack_job", "profile_artifact"]

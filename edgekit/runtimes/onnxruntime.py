@@ -92,9 +92,18 @@ def events_from_profile(profile: list[dict[str, Any]], runs: int,
     return events
 
 
-def inference_session(path: Path, threads: int | None = None, profile_prefix: str | None = None):
+def inference_session(path: Path, threads: int | None = None, profile_prefix: str | None = None,
+                      reference: bool = False):
     """An onnxruntime CPU session for ``path`` (profiling into ``profile_prefix`` when given);
-    UserError for a corrupted model or when onnxruntime is missing."""
+    UserError for a corrupted model or when onnxruntime is missing.
+
+    reference: no onnxruntime graph optimizations, so Q/DQ pairs stay as written and are
+    computed as the ONNX spec defines them (what TensorRT and QNN are given), not fused into
+    onnxruntime's own int8 kernels. Those fusions are what a user running the model in
+    onnxruntime gets (profiling keeps them), but on x86 CPUs without VNNI their u8s8 kernels
+    saturate 16-bit sums: on an AMD EPYC machine a test model's logits moved up to 26 output
+    quantization steps from the simulation (12 % of them by more than half a step); with no
+    optimizations none moved, with the basic ones 2.5 % moved by one step."""
     try:
         import onnxruntime as ort
     except ImportError as e:
@@ -106,6 +115,8 @@ def inference_session(path: Path, threads: int | None = None, profile_prefix: st
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
     so.log_severity_level = 3  # errors come back as exceptions, not as log lines
+    if reference:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         with native_stderr():  # onnxruntime's profiler logs its own line when loading fails
             return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
@@ -188,7 +199,7 @@ class OnnxRuntime(Runtime):
                             f"field); {REMAKE}")
 
     def load(self, path: Path, threads: int | None = None) -> Session:
-        return _OrtSession(inference_session(Path(path), threads))
+        return _OrtSession(inference_session(Path(path), threads, reference=True))
 
     def probe(self, path: Path) -> None:
         """Parse the model (onnx, without external data) and build a session."""

@@ -7,10 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgekit.config import QuantConfig
 from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import canonicalize, get_attr_tensor
-from edgekit.quant.algorithms.ptq import calibrate, widen_output_ranges
+from edgekit.quant.algorithms.ptq import PTQConfig, calibrate, widen_output_ranges
 from edgekit.quant.bias_correction import corrected_biases, weight_error
 from edgekit.quant.equalize import MAX_SCALE, equalization_pairs, equalize_depthwise_inputs
 from edgekit.quant.recipe import QuantRecipe
@@ -88,7 +87,7 @@ def test_equalization_narrows_the_int8_error_of_the_shared_tensor():
     ref = can.graph_module(calib.images)
     sqnr = {}
     for eq in (False, True):
-        cfg = QuantConfig(bn_ranges="replace", bn_range_sigmas=6.0, equalize=eq)
+        cfg = PTQConfig(bn_ranges="replace", bn_range_sigmas=6.0, equalize=eq)
         r = calibrate(can, cfg, calib, "zeroq", progress=False)
         assert bool(r.rounded_weights) == eq and bool(r.biases) == eq
         sqnr[eq] = sqnr_db(ref, simulated_outputs(can, r, TARGETS.get("simulation"), calib.images))
@@ -98,7 +97,7 @@ def test_equalization_narrows_the_int8_error_of_the_shared_tensor():
 def test_bias_correction_removes_the_mean_output_shift():
     can = _canonical("relu")
     calib = _calib(32, mean=0.5)  # inputs with a mean: rounding errors shift the output's mean
-    cfg = QuantConfig(w_bits=4)  # coarse weights: a large shift to remove
+    cfg = PTQConfig(w_bits=4)  # coarse weights: a large shift to remove
     r = calibrate(can, cfg, calib, "ptq", progress=False)
     gm = can.graph_module
     nodes = {n.name: n for n in gm.graph.nodes}
@@ -114,7 +113,7 @@ def test_bias_correction_removes_the_mean_output_shift():
 
 def test_recipe_keeps_biases_and_applies_them(tmp_path):
     can = _canonical("relu6")
-    cfg = QuantConfig(bn_ranges="replace", bn_range_sigmas=6.0, equalize=True, bias_correction=True)
+    cfg = PTQConfig(bn_ranges="replace", bn_range_sigmas=6.0, equalize=True, bias_correction=True)
     r = calibrate(can, cfg, _calib(), "zeroq", progress=False)
     r.save(tmp_path / "recipe.json")
     back = QuantRecipe.load(tmp_path / "recipe.json")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgekit.config import QuantConfig
 from edgekit.models.canonical import canonicalize
-from edgekit.quant.algorithms.genie import (ActQuantizer, WeightQuantizer, genie, mse_weight_scale, plan_bits,
+from edgekit.quant.algorithms.genie import (ActQuantizer, GenieConfig, WeightQuantizer, genie, mse_weight_scale, plan_bits,
                                             reconstruct, split_blocks)
 from edgekit.quant.algorithms.ptq import calibrate
 from edgekit.quant.recipe import FIRST_LAST_8BIT, TensorQuant
@@ -78,15 +77,17 @@ def test_act_quantizer_lsq_and_qdrop():
 def test_plan_bits_keeps_first_and_last_at_8(tiny_canonical):
     """Genie's default overrides @first/@last: the first and last layers' weights, the model
     input, the last layer's input and output at 8 bits; a user's pattern after them wins."""
-    assert ALGORITHMS.get("genie").defaults(data_free=True)["overrides"] == FIRST_LAST_8BIT
-    r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, overrides=FIRST_LAST_8BIT), "genie")
+    assert GenieConfig().overrides == FIRST_LAST_8BIT and ALGORITHMS.get("genie").config is GenieConfig
+    resolved = GenieConfig.resolve(data_free=True, given={"overrides": {"fc": {"w_bits": 4}}})
+    assert list(resolved.overrides) == ["@first", "@last", "fc"]  # the user's patterns come after, so they win
+    r = plan_bits(tiny_canonical, GenieConfig(w_bits=4, a_bits=4, overrides=FIRST_LAST_8BIT), "genie")
     assert [lq.weight.bits for lq in r.layers.values()] == [8, 4, 8]
     assert (r.layers["conv2d_1"].weight.quant_min, r.layers["conv2d_1"].weight.quant_max) == (-7, 7)
     assert r.activations["x"].quant.bits == 8 and r.activations["linear"].quant.bits == 8
     assert r.activations["flatten"].quant.bits == 8 and r.activations["relu"].quant.bits == 4
-    r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, overrides={"conv2d_1": {"w_bits": 2}}), "genie")
+    r = plan_bits(tiny_canonical, GenieConfig(w_bits=4, a_bits=4, overrides={"conv2d_1": {"w_bits": 2}}), "genie")
     assert [lq.weight.bits for lq in r.layers.values()] == [4, 2, 4]
-    r = plan_bits(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, overrides={
+    r = plan_bits(tiny_canonical, GenieConfig(w_bits=4, a_bits=4, overrides={
         **FIRST_LAST_8BIT, "@last": {"w_bits": 6}}), "genie")
     assert [lq.weight.bits for lq in r.layers.values()] == [8, 4, 6] and r.activations["linear"].quant.bits == 4
 
@@ -94,9 +95,18 @@ def test_plan_bits_keeps_first_and_last_at_8(tiny_canonical):
 def test_a_config_from_before_first_last_overrides_still_reads():
     """Bundles written before @first/@last recorded ``first_last_8bit``; --config takes them."""
     from edgekit.config import run_config_from_dict
-    cfg = run_config_from_dict({"method": "genie", "quant": {"first_last_8bit": True, "overrides": {"fc": {"w_bits": 4}}}})
+    cfg = run_config_from_dict({"config_version": 1, "method": "genie", "quant": {"first_last_8bit": True, "overrides": {"fc": {"w_bits": 4}}}})
     assert cfg.quant.overrides == {**FIRST_LAST_8BIT, "fc": {"w_bits": 4}}
-    assert run_config_from_dict({"method": "zeroq", "quant": {"first_last_8bit": True}}).quant.overrides == {}
+    old = {"config_version": 1, "method": "zeroq", "quant": {"first_last_8bit": True, "recon_iterations": 9, "bn_folding": True},
+           "quant_overrides": {"bn_ranges": "union"}}
+    cfg = run_config_from_dict(old)  # version 1: one flat bag for every method, and the flags given apart
+    assert type(cfg.quant).__name__ == "ZeroQConfig" and cfg.quant.overrides == {} and cfg.quant.bn_ranges == "union"
+
+
+def test_a_method_config_refuses_another_methods_fields():
+    from edgekit.config import run_config_from_dict
+    with pytest.raises(ValueError, match="recon_iterations: not an option of ZeroQConfig"):
+        run_config_from_dict({"method": "zeroq", "quant": {"recon_iterations": 9}})
 
 
 def _calib(canonical, n=64):
@@ -114,8 +124,8 @@ def test_reconstruction_improves_on_rounding_to_nearest(tiny_canonical):
     q = TARGETS.get("simulation")
     errs = {}
     for it in (0, 80):
-        cfg = QuantConfig(w_bits=4, a_bits=4, recon_iterations=it)
-        r = calibrate(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, act_estimator="mse"), calib, "genie",
+        cfg = GenieConfig(w_bits=4, a_bits=4, recon_iterations=it, overrides={})
+        r = calibrate(tiny_canonical, GenieConfig(w_bits=4, a_bits=4, act_estimator="mse"), calib, "genie",
                       recipe=plan_bits(tiny_canonical, cfg, "genie"), progress=False)
         r = reconstruct(tiny_canonical, r, x, cfg, progress=False)
         with torch.no_grad():
@@ -125,7 +135,7 @@ def test_reconstruction_improves_on_rounding_to_nearest(tiny_canonical):
 
 def test_result_is_data_in_the_recipe(tiny_canonical):
     calib = _calib(tiny_canonical, 32)
-    r = genie(tiny_canonical, QuantConfig(w_bits=4, a_bits=4, recon_iterations=10), calib)
+    r = genie(tiny_canonical, GenieConfig(w_bits=4, a_bits=4, recon_iterations=10), calib)
     assert r.method == "genie" and r.filled
     assert set(r.rounded_weights) == set(r.layers)
     for name, lq in r.layers.items():

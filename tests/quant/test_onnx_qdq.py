@@ -12,12 +12,11 @@ from onnx import TensorProto, numpy_helper
 
 from edgekit.backends.base import evaluate_runner
 from edgekit.backends.onnx_qdq import int4_tensor
-from edgekit.config import QuantConfig
 from edgekit.data.calibration import CalibrationSource
 from edgekit.errors import UserError
 from edgekit.quant.algorithms.genie import plan_bits
 from edgekit.quant.recipe import FIRST_LAST_8BIT
-from edgekit.quant.algorithms.ptq import calibrate
+from edgekit.quant.algorithms.ptq import PTQConfig, calibrate
 from edgekit.quant.simulate import quantize_with_recipe
 from edgekit.registry import TARGETS
 import edgekit.plugins  # noqa: F401  (registers the targets)
@@ -35,7 +34,7 @@ def _recipe(canonical, w_bits, a_bits=8):
     g = torch.Generator().manual_seed(0)
     images = torch.rand(16, 1, 28, 28, generator=g) * 2 - 0.5
     src = CalibrationSource(images, {"kind": "real", "method": "random", "num_samples": 16})
-    cfg = QuantConfig(w_bits=w_bits, a_bits=a_bits, act_estimator="minmax", overrides=FIRST_LAST_8BIT)
+    cfg = PTQConfig(w_bits=w_bits, a_bits=a_bits, act_estimator="minmax", overrides=FIRST_LAST_8BIT)
     return calibrate(canonical, cfg, src, "ptq", recipe=plan_bits(canonical, cfg, "ptq"), progress=False)
 
 
@@ -72,7 +71,12 @@ def test_onnxruntime_agrees_with_the_simulation(lowered, tiny_canonical, bits):
     ort_logits = evaluate_runner(target.runner(art.path), x)
     sim = quantize_with_recipe(tiny_canonical, r, target.quantizer(r))(x)
     assert (ort_logits.argmax(1) == sim.argmax(1)).float().mean() >= 0.95
-    assert torch.allclose(ort_logits, sim, atol=0.1 * float(sim.abs().max()))
+    # within one step of the output's quantization: the evaluation session computes Q/DQ as the
+    # spec says (no onnxruntime fusions, whose u8s8 kernels moved logits by up to 26 steps on an
+    # AMD EPYC machine without VNNI); a value at a rounding tie may still land on either side
+    step = r.activations["linear"].quant.scale[0]
+    assert torch.allclose(ort_logits, sim, atol=1.01 * step)
+    assert (ort_logits - sim).abs().gt(0.5 * step).float().mean() <= 0.02  # and such flips are rare
 
 
 def test_profile_refuses_4_bit_activations_and_2_bit_weights(tiny_canonical):
@@ -116,7 +120,7 @@ def test_symmetric_activations_are_planned_exported_and_run(tiny_canonical, tmp_
     g = torch.Generator().manual_seed(0)
     images = torch.rand(16, 1, 28, 28, generator=g) * 2 - 0.5
     src = CalibrationSource(images, {"kind": "real", "method": "random", "num_samples": 16})
-    cfg = QuantConfig(act_estimator="minmax", activation_symmetric=True)
+    cfg = PTQConfig(act_estimator="minmax", activation_symmetric=True)
     r = calibrate(tiny_canonical, cfg, src, "ptq", progress=False)
     assert all(a.quant.symmetric and a.quant.zero_point == [0] for a in r.activations.values())
     t = TARGETS.get("onnx-qdq")

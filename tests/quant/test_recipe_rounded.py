@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from edgekit.models.canonical import get_attr_tensor
-from edgekit.quant.algorithms.ptq import calibrate
-from edgekit.config import QuantConfig
+from edgekit.quant.algorithms.ptq import PTQConfig, calibrate
 from edgekit.data.calibration import CalibrationSource
 from edgekit.quant.recipe import QuantRecipe, rounded_path
 from edgekit.quant.simulate import with_rounded_weights
@@ -15,7 +14,7 @@ from edgekit.quant.simulate import with_rounded_weights
 
 def _recipe_with_ints(canonical):
     src = CalibrationSource(torch.randn(8, 1, 28, 28), {"kind": "synthetic", "method": "test", "num_samples": 8})
-    r = calibrate(canonical, QuantConfig(w_bits=4, a_bits=8), src, "test", progress=False)
+    r = calibrate(canonical, PTQConfig(w_bits=4, a_bits=8), src, "test", progress=False)
     g = torch.Generator().manual_seed(0)
     gm = canonical.graph_module
     nodes = {n.name: n for n in gm.graph.nodes}

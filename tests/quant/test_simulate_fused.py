@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgekit.config import QuantConfig
 from edgekit.data.calibration import CalibrationSource
-from edgekit.quant.algorithms.ptq import calibrate
+from edgekit.quant.algorithms.ptq import PTQConfig, calibrate
 from edgekit.quant.simulate import fused_for_simulation, quantize_with_recipe
 from edgekit.registry import TARGETS
 
@@ -17,7 +16,7 @@ from edgekit.registry import TARGETS
 def test_fused_simulation_is_bitwise_the_converted_graph(tiny_canonical, target, w_bits, a_bits):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 1, 28, 28, generator=g).clamp(-0.8, 2.0)
-    recipe = calibrate(tiny_canonical, QuantConfig(w_bits=w_bits, a_bits=a_bits, act_estimator="minmax"),
+    recipe = calibrate(tiny_canonical, PTQConfig(w_bits=w_bits, a_bits=a_bits, act_estimator="minmax"),
                        CalibrationSource(x[:32], {"kind": "real"}), "ptq", progress=False)
     t = TARGETS.get(target)
     ref = quantize_with_recipe(tiny_canonical, recipe, t.quantizer(recipe))

@@ -25,16 +25,16 @@ the recipe's TensorQuant entries and the integer weights in ``recipe.rounded_wei
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import fx, nn
 from tqdm import tqdm
 
-from edgekit.config import QuantConfig
 from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import WEIGHTED_OPS, CanonicalModel, get_attr_tensor
 from edgekit.quant.algorithms import Algorithm
-from edgekit.quant.algorithms.ptq import calibrate
+from edgekit.quant.algorithms.ptq import PTQConfig, calibrate
 from edgekit.quant.observer import _source
 from edgekit.quant.recipe import (FIRST_LAST_8BIT, QuantRecipe, TensorQuant, apply_overrides, plan_recipe)
 from edgekit.registry import ALGORITHMS
@@ -238,7 +238,31 @@ class Block:
 
 # ---- the algorithm -----------------------------------------------------------------------------
 
-def plan_bits(canonical: CanonicalModel, cfg: QuantConfig, method: str) -> QuantRecipe:
+@dataclass
+class GenieConfig(PTQConfig):
+    """Genie-M: the PTQ fields (``PTQConfig``, which give the scales reconstruction starts from),
+    then the block reconstruction's: Adam steps per block (``recon_iterations``), batch size,
+    QDrop probability (``qdrop_p``, Wei et al. 2022 Sec. 4), AdaRound regulariser weight
+    (``round_reg``, Nagel et al. 2020 Eq. 24), Adam learning rates of the rounding variables and
+    of the (log) step sizes, and the seed of batch sampling and QDrop masks.
+
+    ``overrides`` defaults to ``FIRST_LAST_8BIT`` (the first and last weighted layers at 8 bits,
+    as Genie, Sec. 5, keeps them); patterns a user gives through --override or a config file
+    are added after them (``QuantConfig.resolve``); a GenieConfig built with ``overrides=...``
+    replaces them.
+    """
+    recon_iterations: int = 400
+    recon_batch_size: int = 32
+    qdrop_p: float = 0.5
+    round_reg: float = 0.01
+    recon_lr_rounding: float = 1e-3
+    recon_lr_scale: float = 5e-4
+    recon_seed: int = 0
+    overrides: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in FIRST_LAST_8BIT.items()})
+
+
+def plan_bits(canonical: CanonicalModel, cfg: GenieConfig, method: str) -> QuantRecipe:
     """The recipe's layout with per-layer bits: ``cfg.w_bits``/``cfg.a_bits``, then
     ``cfg.overrides`` (Genie's default ``FIRST_LAST_8BIT``, mixed precision's choice, the
     user's per-module bits, in that order; later ones win)."""
@@ -249,7 +273,7 @@ def plan_bits(canonical: CanonicalModel, cfg: QuantConfig, method: str) -> Quant
     return recipe
 
 
-def reconstruct(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor, cfg: QuantConfig,
+def reconstruct(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor, cfg: GenieConfig,
                 seed: int = 0, progress: bool = True, log=None, placement: str = "xnnpack") -> QuantRecipe:
     """Genie-M block reconstruction of a calibrated ``recipe`` on ``images`` (float32 [N, C, H, W]),
     with quantize ops where placement policy ``placement`` (edgekit.quant.placement) puts them.
@@ -351,18 +375,18 @@ def reconstruct(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Te
     return recipe
 
 
-def genie(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
+def genie(canonical: CanonicalModel, cfg: GenieConfig, calib: CalibrationSource,
           placement: str = "xnnpack") -> QuantRecipe:
     """Genie-M on ``calib`` (Genie-D images with --data-free, real images with --calib): plan
     per-layer bits, initialise scales (MSE for low-bit activations), reconstruct block-wise with
     the target's ``placement``."""
     recipe = plan_bits(canonical, cfg, "genie")
-    init_cfg = QuantConfig(**{**cfg.__dict__, "act_estimator": "mse" if cfg.a_bits < 8 else cfg.act_estimator})
+    init_cfg = replace(cfg, act_estimator="mse" if cfg.a_bits < 8 else cfg.act_estimator)
     recipe = calibrate(canonical, init_cfg, calib, "genie", recipe=recipe, progress=False)
     return reconstruct(canonical, recipe, calib.images, cfg, seed=cfg.recon_seed, progress=False,
                        placement=placement)
 
 
-ALGORITHMS.register("genie", Algorithm("genie", genie, "genie",
+ALGORITHMS.register("genie", Algorithm("genie", genie, GenieConfig, "genie",
                                        "Genie: Genie-D synthetic data + Genie-M block reconstruction (W4A4-capable)",
-                                       mixed_precision=True, quant_defaults={"overrides": FIRST_LAST_8BIT}))
+                                       mixed_precision=True))

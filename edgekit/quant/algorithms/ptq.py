@@ -4,6 +4,8 @@ weights with max-abs scales (Sec. 2.1, 3.1), per-tensor affine activations whose
 calibration data with a min/max, percentile or MSE estimator (Sec. 3.5)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm import tqdm
 
@@ -23,7 +25,30 @@ from edgekit.registry import ALGORITHMS
 BN_RANGE_POLICIES = ("off", "union", "replace")
 
 
-def calibrate(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
+@dataclass
+class PTQConfig(QuantConfig):
+    """Whitepaper PTQ (the shared fields in ``QuantConfig``, then):
+
+    act_estimator: how an activation's range is found on the calibration data, "minmax",
+    "percentile" or "mse" (whitepaper Sec. 3.5: min/max and MSE-optimal clipping). percentile:
+    the two-sided percentile for "percentile" (99.99 keeps [0.01 %, 99.99 %]). bn_ranges: how
+    the ranges of BN-backed tensors use the BN statistics (``edgekit.quant.bn_ranges``, at
+    ``bn_range_sigmas`` standard deviations): "off", "union" with the data's, or "replace".
+    equalize / bias_correction: DFQ (Nagel et al. 2019, Sec. 4.1 and 4.2): range equalization
+    into depthwise convs and bias correction of the weight rounding (``edgekit.quant.equalize``,
+    ``.bias_correction``). output_range_margin: the model outputs' ranges times this
+    (:func:`widen_output_ranges`).
+    """
+    act_estimator: str = "percentile"
+    percentile: float = 99.99
+    bn_ranges: str = "off"
+    bn_range_sigmas: float = 4.0
+    equalize: bool = False
+    bias_correction: bool = False
+    output_range_margin: float = 1.0
+
+
+def calibrate(canonical: CanonicalModel, cfg: PTQConfig, calib: CalibrationSource,
               method: str, recipe: QuantRecipe | None = None, progress: bool = True) -> QuantRecipe:
     """Fill a recipe's weight scales from the folded weights and activation parameters from the
     ranges ``cfg.act_estimator`` finds on ``calib`` (float32 batches [B, C, H, W]). The input's
@@ -152,10 +177,11 @@ def share_ranges_through_data_movement(gm, ranges: dict[str, tuple[float, float]
                 ranges[k] = (lo, hi)
 
 
-def ptq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
+def ptq(canonical: CanonicalModel, cfg: PTQConfig, calib: CalibrationSource,
         placement: str = "xnnpack") -> QuantRecipe:
     """Whitepaper PTQ on real calibration data."""
     return calibrate(canonical, cfg, calib, "ptq")
 
 
-ALGORITHMS.register("ptq", Algorithm("ptq", ptq, None, "per-channel PTQ (whitepaper 2018), real calibration data"))
+ALGORITHMS.register("ptq", Algorithm("ptq", ptq, PTQConfig, None,
+                                     "per-channel PTQ (whitepaper 2018), real calibration data"))

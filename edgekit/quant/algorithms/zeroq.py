@@ -2,28 +2,34 @@
 (``edgekit.synth.zeroq``); weights per-channel, activation ranges from the distilled batch."""
 from __future__ import annotations
 
-from edgekit.config import QuantConfig
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.algorithms import Algorithm
-from edgekit.quant.algorithms.ptq import calibrate
+from edgekit.quant.algorithms.ptq import PTQConfig, calibrate
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.registry import ALGORITHMS
 
 
-def zeroq(canonical: CanonicalModel, cfg: QuantConfig, calib: CalibrationSource,
+@dataclass
+class ZeroQConfig(PTQConfig):
+    """ZeroQ: the whitepaper PTQ fields (``PTQConfig``). With --data-free (``DATA_FREE``) the
+    BN-backed tensors take their BN-analytic ranges at 6 sigma, with DFQ's equalization and bias
+    correction and room above the distilled images' logits: the one setting that held both
+    reference models' floors (README, "What made MobileNetV2 work"; MobileNetV2 simulated SQNR
+    with the output margin x1 20.0 dB, x1.5 20.8, x2 20.7, x3 20.5)."""
+    DATA_FREE: ClassVar[dict[str, Any]] = {"bn_ranges": "replace", "bn_range_sigmas": 6.0, "equalize": True,
+                                           "bias_correction": True, "output_range_margin": 2.0}
+
+
+def zeroq(canonical: CanonicalModel, cfg: ZeroQConfig, calib: CalibrationSource,
           placement: str = "xnnpack") -> QuantRecipe:
     """ZeroQ uniform quantization: the whitepaper scheme calibrated on ``calib`` (distilled with
     --data-free, or real images with --calib, for a few-shot comparison)."""
     return calibrate(canonical, cfg, calib, "zeroq")
 
 
-# the BN-analytic ranges at 6 sigma: the one setting that held both reference models' floors
-# (README, "What made MobileNetV2 work"); DFQ's equalization and bias correction on top, and
-# room above the distilled images' logits (MobileNetV2 simulated SQNR: x1 20.0 dB, x1.5 20.8,
-# x2 20.7, x3 20.5)
-DATA_FREE_QUANT = {"bn_ranges": "replace", "bn_range_sigmas": 6.0, "equalize": True, "bias_correction": True,
-                   "output_range_margin": 2.0}
-
-ALGORITHMS.register("zeroq", Algorithm("zeroq", zeroq, "zeroq", "ZeroQ: distilled data from BN statistics",
-                                       mixed_precision=True, data_free_quant=DATA_FREE_QUANT))
+ALGORITHMS.register("zeroq", Algorithm("zeroq", zeroq, ZeroQConfig, "zeroq", "ZeroQ: distilled data from BN statistics",
+                                       mixed_precision=True))
