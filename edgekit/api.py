@@ -10,6 +10,10 @@ return objects instead, for a user who drives edgekit from Python::
     art = edgekit.export(model, recipe, "executorch-xnnpack", "model.pte", example_input=x)
     metrics = edgekit.evaluate(art, images, model=model, example_input=x)  # in ExecuTorch
     trace = edgekit.profile(art.path, runs=50)            # p50/p90 ms, per-module breakdown
+    edgekit.quantize(model, edgekit.GenieConfig(w_bits=4, a_bits=4), example_input=x)  # another method
+
+``edgekit.run(RunConfig, out)`` is the whole main job and ``edgekit.evaluate_bundle(path)`` the
+bundle check: what ``edgekit quantize`` and ``edgekit eval`` run (the CLI calls only this module).
 
 ``model`` is an ``nn.Module`` (with ``example_input``), a ``torch.export.ExportedProgram``, or
 what the CLI takes: a zoo name, a ``.pt2`` path or ``package.module:factory``. The same model
