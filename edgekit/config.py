@@ -151,14 +151,12 @@ def method_config(method: str, data_free: bool, given: dict[str, Any] | None = N
 
 def _quant_v1(method: str, quant: dict[str, Any], quant_overrides: dict[str, Any]) -> dict[str, Any]:
     """A config_version 1 ``quant`` table (one flat bag for every method) as the method's own
-    fields: ``first_last_8bit`` becomes Genie's @first/@last overrides, ``quant_overrides`` (the
-    flags given over the data-free defaults) is merged in, and keys the method never read
-    (another method's, or ``bn_folding``, which was always on) are dropped."""
+    fields: ``quant_overrides`` (the flags given over the data-free defaults) is merged in, and
+    keys the method never read are dropped: another method's, ``bn_folding`` (always on) and
+    ``first_last_8bit`` (Genie's @first/@last, which its config's default overrides give back
+    when resolved, :meth:`QuantConfig.resolve`)."""
     from edgekit.registry import ALGORITHMS
     quant = {**quant, **quant_overrides}
-    if quant.pop("first_last_8bit", False) and method == "genie":
-        quant["overrides"] = {"@first": {"w_bits": 8, "a_bits": 8}, "@last": {"w_bits": 8, "a_bits": 8},
-                              **(quant.get("overrides") or {})}
     names = {f.name for f in dataclasses.fields(ALGORITHMS.get(method).config)}
     return {k: v for k, v in quant.items() if k in names}
 

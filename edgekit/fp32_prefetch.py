@@ -54,8 +54,7 @@ def fp32_outputs(canonical: CanonicalModel, images: torch.Tensor, cache: Cache,
                  images_key: str | None = None) -> torch.Tensor:
     """FP32 outputs [N, ...] of ``canonical`` on ``images`` (float32 [N, C, H, W]), from
     ``cache`` when this model ran on these images before (``images_key``: their tensor hash)."""
-    key = images_key or (tensor_hash(images) if cache.enabled else "")
-    tensors, _ = cache.tensors("fp32-outputs", lambda: (canonical.content_hash, key),
+    tensors, _ = cache.tensors("fp32-outputs", lambda: (canonical.content_hash, images_key or tensor_hash(images)),
                                lambda: ({"outputs": float_outputs(canonical, images)}, {"num_samples": len(images)}))
     return tensors["outputs"]
 
