@@ -46,10 +46,12 @@ class _ShiftMeter(fx.Interpreter):
             args, kwargs = self.fetch_args_kwargs_from_env(n)
             args = (args[0], self.errors[n.name], None, *args[3:])
             shift = n.target(*args, **kwargs)
-            dims = [d for d in range(shift.dim()) if d != (1 if shift.dim() > 2 else shift.dim() - 1)]
+            # output channels: dim 1 of a conv's [N, C, ...]; the last dim of a linear's [..., C]
+            # (a transformer's linears see [N, T, D] tokens)
+            ch = shift.dim() - 1 if n.target == torch.ops.aten.linear.default else 1
+            dims = [d for d in range(shift.dim()) if d != ch]
             self.sums[n.name] = self.sums.get(n.name, 0) + shift.sum(dims).double()
-            self.counts[n.name] = self.counts.get(n.name, 0) + shift.numel() // shift.shape[
-                1 if shift.dim() > 2 else -1]
+            self.counts[n.name] = self.counts.get(n.name, 0) + shift.numel() // shift.shape[ch]
         return out
 
 

@@ -111,6 +111,39 @@ def test_bias_correction_removes_the_mean_output_shift():
     assert float(shift.abs().max()) > 1e-3  # the test is not vacuous
 
 
+class Tokens(nn.Module):
+    """conv -> [N, T, D] tokens -> linear (a transformer's linear: channels are the last dim, and
+    T (16) differs from D (8) so a wrong channel dim cannot pass)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 6)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(2).transpose(1, 2))
+
+
+def test_bias_correction_of_a_linear_on_tokens_uses_its_last_dim():
+    """A linear on [N, T, D] tokens (every transformer) is corrected per output feature, the
+    last dim: it crashed on MobileViT when the channel dim was taken to be dim 1."""
+    torch.manual_seed(0)
+    can = canonicalize(Tokens().eval(), torch.zeros(1, 3, 4, 4), "tokens")
+    calib = CalibrationSource(torch.randn(32, 3, 4, 4) + 0.5, {"kind": "synthetic", "method": "test"})
+    r = calibrate(can, PTQConfig(w_bits=4), calib, "ptq", progress=False)
+    gm = can.graph_module
+    fc = next(n for n in gm.graph.nodes if n.target == torch.ops.aten.linear.default)
+    conv = next(n for n in gm.graph.nodes if n.target == torch.ops.aten.conv2d.default)
+    with torch.no_grad():
+        x = torch.nn.functional.conv2d(calib.images, get_attr_tensor(gm, conv.args[1]),
+                                       get_attr_tensor(gm, conv.args[2]), 1, 1).flatten(2).transpose(1, 2)
+    shift = torch.nn.functional.linear(x, weight_error(gm, fc, r)).mean((0, 1))
+    biases = corrected_biases(gm, r, calib)
+    assert biases[fc.name].shape == (6,)
+    torch.testing.assert_close(get_attr_tensor(gm, fc.args[2]) - biases[fc.name], shift, rtol=1e-4, atol=1e-6)
+    assert float(shift.abs().max()) > 1e-4
+
+
 def test_recipe_keeps_biases_and_applies_them(tmp_path):
     can = _canonical("relu6")
     cfg = PTQConfig(bn_ranges="replace", bn_range_sigmas=6.0, equalize=True, bias_correction=True)
