@@ -1,7 +1,8 @@
 """A content-addressed cache of what does not change between runs of the same model: the
 synthesized calibration images, the FP32 twin artifacts, the FP32 model's outputs on an
-evaluation set, and, for the same recipe, the lowered int8 artifact and the simulation's outputs
-(the runtimes always run the artifacts afresh). Each entry is keyed by the sha256 of everything it depends on (the model's
+evaluation set, and, for the same recipe, the lowered int8 artifact, the simulation's outputs and
+the int8 artifact's outputs in its runtime (keyed by the artifact's sha256, the runtime versions
+and the images: an earlier run of the same file; ``edgekit eval`` always runs afresh). Each entry is keyed by the sha256 of everything it depends on (the model's
 hash, the config, the seed, library versions).
 
 Layout: ``<root>/<kind>/<key>/`` holding the payload files and ``entry.json`` (each file's
@@ -28,7 +29,7 @@ from edgekit.version import __version__
 
 ENTRY = "entry.json"
 META = "meta.json"  # an entry's metadata (provenance of distilled images, an artifact's op report)
-KINDS = ("calibration", "fp32-artifact", "fp32-outputs", "artifact", "simulation-outputs")
+KINDS = ("calibration", "fp32-artifact", "fp32-outputs", "artifact", "simulation-outputs", "artifact-outputs")
 
 
 def default_root() -> Path:

@@ -138,7 +138,8 @@ def _scale(value: str | None) -> float | None:
               help="The run's config: a TOML file, or a bundle's manifest.json (or folder) to reproduce that bundle; "
                    "only --out, --force, --eval-data, --eval-samples, --dataset, --no-progress and --no-cache may be added.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the cache of synthesized data, FP32 twin "
-              "artifacts and FP32 outputs (see 'edgekit cache').")
+              "artifacts, FP32 outputs and, for the same recipe, int8 artifacts and their runtime outputs "
+              "(see 'edgekit cache').")
 @click.option("--mixed-precision", is_flag=True,
               help="Per-layer weight bits from {2,4,8} on the ZeroQ sensitivity Pareto frontier (needs a budget).")
 @click.option("--size-budget-kb", type=float, default=None, help="Mixed precision: weight size budget in kB (1000 bytes).")
@@ -206,8 +207,8 @@ def _method_config(method: str, data_free: bool, given: dict, preset: dict) -> Q
 
 @cli.group()
 def cache() -> None:
-    """The cache of synthesized calibration data, FP32 twin artifacts and FP32 outputs
-    ($EDGEKIT_CACHE_DIR, else $XDG_CACHE_HOME/edgekit, else ~/.cache/edgekit)."""
+    """The cache of synthesized calibration data, FP32 twin artifacts and FP32 outputs, and for
+    the same recipe the int8 artifacts, simulation outputs and runtime outputs ($EDGEKIT_CACHE_DIR, else $XDG_CACHE_HOME/edgekit, else ~/.cache/edgekit)."""
 
 
 @cache.command("dir")

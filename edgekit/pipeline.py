@@ -27,7 +27,7 @@ from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
 from edgekit.runtimes.base import suffixes
 from edgekit.runtimes.checks import check_artifact, probe_artifact
-from edgekit.bundle import inside, verify
+from edgekit.bundle import inside, sha256_file, verify
 from edgekit.cache import Cache, library_versions, recipe_hash, tensor_hash
 from edgekit.errors import UserError, first_line
 from edgekit.evaluation import run_artifact, score, simulation_program
@@ -204,8 +204,9 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
              eval_data: str | Path | None = None, cache: Cache | None = None) -> RunResult:
     """Run the main job and write the bundle to ``out`` (atomically; an existing folder is
     replaced only when it is a bundle edgekit wrote, or with ``force``: see ``bundle.staged_dir``).
-    cache: where synthesized calibration data, FP32 twin artifacts and FP32 outputs are reused
-    from (``edgekit.cache``); None: no cache.
+    cache: where synthesized calibration data, FP32 twin artifacts, FP32 outputs, and for the same
+    recipe the int8 artifacts, the simulation's outputs and the artifacts' runtime outputs are
+    reused from (``edgekit.cache``); None: no cache.
 
     ``cfg`` is not changed: the run works on a copy, and the manifest records that copy as the
     run resolved it (``quantization.config``, which ``--config`` takes back to reproduce the bundle).
@@ -317,7 +318,9 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         evaluation = None
         if data is not None:
             t0 = time.time()
-            refs = reference_outputs(canonical, recipe, [t for t, _, _ in artifacts], data.images, cache, recipe_key)
+            images_key = functools.cache(lambda: tensor_hash(data.images))
+            refs = reference_outputs(canonical, recipe, [t for t, _, _ in artifacts], data.images, cache, recipe_key,
+                                     images_key)
             timings["references_s"] = time.time() - t0
         t0 = time.time()
         for t, art, entry in artifacts:
@@ -326,8 +329,11 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         timings["latency_s"] = time.time() - t0
         if data is not None:
             t0 = time.time()
-            evaluation = evaluate_bundle_parts(task, canonical, recipe, [(t, a.path) for t, a, _ in artifacts],
-                                               data, progress, refs)
+            by_path = {a.path: a for _, a, _ in artifacts}
+            evaluation = evaluate_bundle_parts(
+                task, canonical, recipe, [(t, a.path) for t, a, _ in artifacts], data, progress, refs,
+                run=lambda t, path: artifact_outputs(t, by_path[path], data.images, images_key, canonical.batch,
+                                                     progress, cache or NO_CACHE))
             timings["evaluate_s"] = time.time() - t0 + timings.pop("references_s")
             for r in evaluation["results"]:
                 if r.get("sqnr_db_vs_fp32", math.inf) < LOW_SQNR_DB:
@@ -446,7 +452,7 @@ def lower_int8(target, canonical: CanonicalModel, recipe: QuantRecipe, out_dir: 
                recipe_key: Callable[[], str]):
     """``target.lower`` of ``canonical`` quantized by ``recipe`` into ``out_dir``, from ``cache``
     when the same model and recipe (``recipe_key()``: its hash) were lowered by the same
-    converter versions before (the files are copied; the runtimes still run them afresh)."""
+    converter versions before (the files are copied; see :func:`artifact_outputs` for their runs)."""
     from edgekit.backends.base import Artifact
 
     def lower():
@@ -461,7 +467,8 @@ def lower_int8(target, canonical: CanonicalModel, recipe: QuantRecipe, out_dir: 
 
 
 def reference_outputs(canonical: CanonicalModel, recipe: QuantRecipe | None, targets: list, images: torch.Tensor,
-                      cache: Cache | None = None, recipe_key: Callable[[], str] | None = None) -> dict:
+                      cache: Cache | None = None, recipe_key: Callable[[], str] | None = None,
+                      images_key: Callable[[], str] | None = None) -> dict:
     """What the artifacts are compared with on ``images`` (float32 [N, C, H, W]):
     ``{"fp32": outputs, "sims": {target name: outputs}}``, the FP32 model's outputs and, per
     target, those of the simulation of ``recipe`` as the target places it, from ``cache`` where
@@ -470,7 +477,7 @@ def reference_outputs(canonical: CanonicalModel, recipe: QuantRecipe | None, tar
     converters it saved 15 s of 113 s on the reference model, but each slowed the other by the GIL
     and the cores, and torch does not document eager runs beside torch.export as thread-safe.)"""
     cache = cache or NO_CACHE
-    images_key = functools.cache(lambda: tensor_hash(images))
+    images_key = images_key or functools.cache(lambda: tensor_hash(images))
     recipe_key = recipe_key or functools.cache(lambda: recipe_hash(recipe))
     fp32 = fp32_outputs(canonical, images, cache, images_key() if cache.enabled else None)
     if recipe is None:
@@ -493,20 +500,47 @@ def reference_outputs(canonical: CanonicalModel, recipe: QuantRecipe | None, tar
     return {"fp32": fp32, "sims": {t.name: by_placement[t.profile.placement] for t in targets}}
 
 
+def artifact_outputs(target, art, images: torch.Tensor, images_key: Callable[[], str], static_batch: int | None,
+                     progress: bool, cache: Cache) -> tuple[torch.Tensor, float, bool]:
+    """Outputs [N, ...] of the artifact ``art`` run in its runtime on ``images`` (float32
+    [N, C, H, W]), the seconds that run took, and whether they came from ``cache``: an entry
+    made when the same bytes (the sha256 of the artifact and its side files) ran on the same
+    images (``images_key()``) in the same runtime versions. The outputs are the runtime's either
+    way: a cache hit is an earlier run of this exact file, never the PyTorch model's."""
+    ran = []
+
+    def run() -> tuple[dict, dict]:
+        out, secs = run_artifact(target, art.path, images, progress, static_batch)
+        ran.append(True)
+        return {"outputs": out}, {"seconds": secs}
+    tensors, meta = cache.tensors(
+        "artifact-outputs", lambda: (art.sha256, sorted(sha256_file(p) for p in art.side_files.values()),
+                                     target.profile.runtime, library_versions(), images_key(), static_batch), run)
+    return tensors["outputs"], meta["seconds"], not ran
+
+
 def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRecipe | None, artifacts: list,
-                          data: EvalData, progress: bool, references: dict) -> dict:
+                          data: EvalData, progress: bool, references: dict,
+                          run: Callable[..., tuple[torch.Tensor, float, bool]] | None = None) -> dict:
     """The ``evaluation`` section: the task, the references' metrics (``reference``: the FP32
     model's, and a task's baseline such as bicubic), and per artifact its metrics in its runtime
     against the ground truth, FP32 and the simulation of ``recipe`` as the artifact's target
     places it, keyed by metric name. ``data``: a named data set's or the user's images (or
     held-out images without ground truth: then comparisons with FP32 and the simulation only).
-    ``references``: what :func:`reference_outputs` returned for ``data.images``."""
+    ``references``: what :func:`reference_outputs` returned for ``data.images``. ``run(target,
+    path)``: the artifact's outputs, seconds and whether they were reused (the main job's
+    :func:`artifact_outputs`); None: run each artifact now (``edgekit eval`` always does)."""
     images, labels = data.images, data.labels
     fp32, results = references["fp32"], []
     for target, path in artifacts:
         sim = references["sims"].get(target.name)
-        out, secs = run_artifact(target, Path(path), images, progress, canonical.batch)
+        if run is None:
+            (out, secs), reused = run_artifact(target, Path(path), images, progress, canonical.batch), False
+        else:
+            out, secs, reused = run(target, path)
         results.append(score(task, Path(path).name, target.profile.runtime, images, out, labels, fp32, sim, secs))
+        if reused:
+            results[-1]["outputs_reused"] = True  # from the cache: this file's earlier run in its runtime
     return {"task": task.name, "dataset": data.name, "data": data.describe, "num_samples": len(images),
             "reference": task.reference(images, labels, fp32), "results": results}
 

@@ -98,9 +98,10 @@ def test_clear_removes_only_cache_entries(tmp_path, cli):
 @pytest.mark.slow
 def test_a_second_identical_run_reuses_synthesis_fp32_twins_and_outputs(tmp_path, monkeypatch):
     """Two identical data-free runs of the reference model (small budgets) through the pipeline:
-    the second reuses the distilled images, the FP32 twin, the FP32 outputs, the int8 artifact
-    and the simulation's outputs, runs the artifact afresh, and records the same artifacts and
-    evaluation; --no-cache reuses nothing."""
+    the second reuses the distilled images, the FP32 twin, the FP32 outputs, the int8 artifact,
+    the simulation's outputs and the artifact's outputs in its runtime (said per result), and
+    records the same artifacts and evaluation; a changed artifact file misses; --no-cache reuses
+    nothing."""
     from edgekit.config import RunConfig
     from edgekit import fp32_prefetch
     from edgekit.pipeline import quantize
@@ -116,11 +117,49 @@ def test_a_second_identical_run_reuses_synthesis_fp32_twins_and_outputs(tmp_path
     assert "prefetch_fp32_twin_executorch-xnnpack_s" in first["timings_s"]  # the child made the twin
     assert not [p.name for p in (tmp_path / "a").iterdir() if p.name.startswith(".fp32")]
     second = run("b", Cache(tmp_path / "cache"))
-    assert second["cache"]["reused"] == ["artifact", "calibration", "fp32-artifact", "fp32-outputs", "simulation-outputs"]
+    assert second["cache"]["reused"] == ["artifact", "artifact-outputs", "calibration", "fp32-artifact", "fp32-outputs",
+                                         "simulation-outputs"]
+    assert [r.get("outputs_reused") for r in first["evaluation"]["results"]] == [None]
+    assert [r.get("outputs_reused") for r in second["evaluation"]["results"]] == [True]
     assert second["quantization"]["calibration"]["seed"] == 0
     assert [a["sha256"] for a in first["artifacts"]] == [a["sha256"] for a in second["artifacts"]]
-    strip = lambda ev: [{k: v for k, v in r.items() if k != "seconds"} for r in ev["results"]]  # noqa: E731
+    strip = lambda ev: [{k: v for k, v in r.items() if k not in ("seconds", "outputs_reused")}  # noqa: E731
+                        for r in ev["results"]]
     assert strip(first["evaluation"]) == strip(second["evaluation"])
     assert first["evaluation"]["reference"] == second["evaluation"]["reference"]
     third = run("c", Cache(tmp_path / "cache", enabled=False))
     assert "cache" not in third
+
+
+def test_artifact_outputs_are_reused_only_for_the_same_bytes_images_and_runtime(tmp_path, monkeypatch):
+    """The runtime's outputs of an int8 artifact are keyed by its file's sha256, the images and
+    the runtime: the same file on the same images is reused, a changed file or other images run
+    again. (The runtime is replaced by a counter here: the real runs are in the test above.)"""
+    import types
+    from edgekit import pipeline
+    from edgekit.backends.base import Artifact
+    from edgekit.cache import tensor_hash
+    calls = []
+
+    def fake_run(target, path, images, progress, static_batch):
+        calls.append(path.read_bytes())
+        return images.sum(dim=(1, 2, 3))[:, None] + len(calls), 0.5
+    monkeypatch.setattr(pipeline, "run_artifact", fake_run)
+    f = tmp_path / "model.pte"
+    f.write_bytes(b"program v1")
+    art = Artifact(f, "executorch-xnnpack", "pte", "executorch")
+    target = types.SimpleNamespace(profile=types.SimpleNamespace(runtime="executorch"))
+    cache, x = Cache(tmp_path / "cache"), torch.ones(3, 1, 2, 2)
+
+    def outputs(images):
+        return pipeline.artifact_outputs(target, art, images, lambda: tensor_hash(images), None, False, cache)
+    out1, secs, reused = outputs(x)
+    assert (reused, secs, len(calls)) == (False, 0.5, 1)
+    out2, _, reused = outputs(x)
+    assert reused and len(calls) == 1 and torch.equal(out1, out2)
+    f.write_bytes(b"program v2")
+    assert outputs(x)[2] is False and len(calls) == 2
+    assert outputs(2 * x)[2] is False and len(calls) == 3
+    assert outputs(2 * x)[2] is True and len(calls) == 3
+    assert pipeline.artifact_outputs(target, art, x, lambda: tensor_hash(x), None, False,
+                                     Cache(tmp_path / "cache", enabled=False))[2] is False and len(calls) == 4

@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]  # one worker bu
 SMALL = ["--num-samples", "16", "--iterations", "40", "--eval-samples", "400", "--no-progress"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": xdist runs other modules' tests in between
 def bundle(tmp_path_factory):
     from tests.conftest import run_cli
     out = tmp_path_factory.mktemp("e2e") / "bundle"
