@@ -2,11 +2,11 @@
 commits back to back on this machine (its speed drifts, so a change is timed against its parent
 in the same sitting). Each checkout is made with ``git worktree`` and run with this checkout's
 virtual environment (``PYTHONPATH`` points at the worktree); each first run gets a fresh, empty
-cache folder, and the second run of the new commit reuses its cache.
+cache folder, and the second run of each commit reuses its own cache.
 
     .venv/bin/python benchmarks/first_run_ab.py OLD_REV [NEW_REV]   # NEW_REV: HEAD
 
-Writes ``benchmarks/results/first_run_ab.json``: per run, the wall seconds and the manifest's
+Writes ``benchmarks/results/first_run_ab_OLD_NEW.json`` (short hashes): per run, the wall seconds and the manifest's
 ``timings_s`` and top-1 of each artifact.
 """
 from __future__ import annotations
@@ -50,12 +50,13 @@ def main() -> None:
             for key in ("old", "new"):
                 results["runs"][f"{key}_first"] = r = run(tmp / key, tmp / f"cache-{key}", tmp / f"out-{key}")
                 print(key, "first", r, flush=True)
-            results["runs"]["new_second"] = r = run(tmp / "new", tmp / "cache-new", tmp / "out-new")
-            print("new second", r, flush=True)
+            for key in ("old", "new"):
+                results["runs"][f"{key}_second"] = r = run(tmp / key, tmp / f"cache-{key}", tmp / f"out-{key}")
+                print(key, "second", r, flush=True)
         finally:
             for key in revs:
                 subprocess.run(["git", "worktree", "remove", "--force", str(tmp / key)], cwd=ROOT, capture_output=True)
-    dest = ROOT / "benchmarks" / "results" / "first_run_ab.json"
+    dest = ROOT / "benchmarks" / "results" / f"first_run_ab_{revs['old']}_{revs['new']}.json"
     dest.write_text(json.dumps(results, indent=1) + "\n")
     print(f"written: {dest}")
 

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# the runs of a test session share one cache, never the user's (edgekit.cache)
-os.environ.setdefault("EDGEKIT_CACHE_DIR", tempfile.mkdtemp(prefix="edgekit-test-cache-"))
+# the runs of a test session share one cache, never the user's (edgekit.cache); the process that
+# made it (pytest's controller: xdist workers inherit the variable) removes it at the end
+_OWN_CACHE = None
+if not os.environ.get("EDGEKIT_CACHE_DIR"):
+    _OWN_CACHE = os.environ["EDGEKIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgekit-test-cache-")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: N workers share the cores, one thread each
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
@@ -35,3 +38,6 @@ def pytest_sessionfinish(session, exitstatus):
     fuzzing = sys.modules.get("tests.fuzzing")
     if fuzzing is not None:
         fuzzing.write_report()
+    if _OWN_CACHE:
+        import shutil
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)

@@ -7,7 +7,7 @@ from edgekit.registry import ALGORITHMS, MODELS, TARGETS, Registry
 def test_builtin_entries_are_registered():
     assert {"executorch-xnnpack", "litert"} <= set(TARGETS.names())
     assert {"ptq", "zeroq"} <= set(ALGORITHMS.names())
-    assert {"resnet20_fmnist", "mobilenet_v2"} <= set(MODELS.names())
+    assert {"resnet20_fmnist", "mobilenet_v2", "espcn_x3", "mobilevit_fmnist", "efficientformer_fmnist"} <= set(MODELS.names())
 
 
 def test_unknown_name_lists_known_ones():

@@ -41,7 +41,8 @@ def test_wheel_holds_profiles_checkpoint_and_test_split(wheel):
                    "edgekit/calibration/fashion-mnist/t10k-images-idx3-ubyte.gz",
                    "edgekit/calibration/fashion-mnist/t10k-labels-idx1-ubyte.gz",
                    "edgekit/calibration/fashion-mnist/LICENSE",
-                   "edgekit/models/checkpoints/espcn_x3.pt",
+                   "edgekit/models/checkpoints/espcn_x3.pt", "edgekit/models/checkpoints/mobilevit_fmnist.pt",
+                   "edgekit/models/checkpoints/efficientformer_fmnist.pt",
                    "edgekit/calibration/sr-photos/eval.npz", "edgekit/calibration/sr-photos/calib.npz",
                    "edgekit/calibration/sr-photos/README.md"):
         assert needed in names, needed

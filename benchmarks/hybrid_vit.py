@@ -1,0 +1,132 @@
+"""Hybrid vision transformers (issue: Q-HyViT): where the flows that exist today stand on the two
+reference hybrids, printed and written to benchmarks/results/hybrid_vit.json.
+
+    .venv/bin/python benchmarks/hybrid_vit.py [--models mobilevit_fmnist,efficientformer_fmnist]
+
+Per model, on the whole 10,000-image Fashion-MNIST test split, every int8 figure measured in its
+runtime (ExecuTorch for .pte, LiteRT for .tflite):
+- FP32 top-1 (PyTorch);
+- the stock flow a user would pick: XNNPACKQuantizer per-tensor min/max PT2E calibrated on the
+  same 32 real training images, lowered with the XnnpackPartitioner;
+- ``edgekit quantize --calib`` (32 real training images, ``--method ptq``) W8A8;
+- ``edgekit quantize --data-free`` (ZeroQ) W8A8;
+with agreement with FP32, logit SQNR, and the ops each artifact runs in float.
+Q-HyViT, EasyQuant and PTQ4ViT rows join this table when they are built. Needs the Debian package
+dataset-fashion-mnist (the 32 calibration images come from the training split). Runs use a fresh,
+empty cache folder (never the user's).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+CALIB_IMAGES = 32  # Q-HyViT's calibration set size (Lee et al., Sec. IV-A)
+
+
+def stock_per_tensor_pte(model: torch.nn.Module, calib: torch.Tensor, path: Path) -> float:
+    """The stock ExecuTorch flow: export at batch 1, XNNPACKQuantizer symmetric per-tensor config
+    (min/max observers), prepare_pt2e, calibrate on ``calib`` image by image, convert_pt2e, lower with the
+    XnnpackPartitioner. Writes ``path``; returns seconds."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+    from executorch.exir import to_edge_transform_and_lower
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    t0 = time.time()
+    x = (torch.zeros(1, 1, 28, 28),)
+    q = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=False))
+    prepared = prepare_pt2e(torch.export.export(model, x).module(), q)
+    with torch.no_grad():
+        for i in range(len(calib)):  # the program is exported at batch 1, as users export
+            prepared(calib[i:i + 1])
+    prog = to_edge_transform_and_lower(torch.export.export(convert_pt2e(prepared), x),
+                                       partitioner=[XnnpackPartitioner()]).to_executorch()
+    path.write_bytes(prog.buffer)
+    return time.time() - t0
+
+
+def pte_outputs(path: Path, x: torch.Tensor) -> torch.Tensor:
+    from edgekit.registry import TARGETS
+    from edgekit.evaluation import run_artifact
+    return run_artifact(TARGETS.get("executorch-xnnpack"), path, x, progress=False)[0]
+
+
+def scores(out: torch.Tensor, fp32: torch.Tensor, labels: torch.Tensor) -> dict:
+    from edgekit.tasks.base import sqnr_db
+    from edgekit.tasks.classification import agreement, top1
+    return {"top1": round(top1(out, labels), 4), "agreement_with_fp32": round(agreement(out, fp32), 4),
+            "sqnr_db_vs_fp32": round(sqnr_db(fp32, out), 2)}
+
+
+def edgekit_rows(name: str, args: list[str], out: Path) -> dict:
+    from tests.conftest import run_cli
+    t0 = time.time()
+    proc = run_cli("quantize", name, *args, "--out", str(out), "--no-progress", timeout=3600)
+    if proc.returncode != 0:
+        raise SystemExit(f"edgekit quantize {name} {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+    print(proc.stdout)
+    m = json.loads((out / "manifest.json").read_text())
+    arts = {a["file"]: a for a in m["artifacts"]}
+    rows = {}
+    for r in m["evaluation"]["results"]:
+        a = arts[r["file"]]
+        rows[r["file"]] = {k: r.get(k) for k in ("top1", "agreement_with_fp32", "sqnr_db_vs_fp32",
+                                                 "agreement_with_simulation")} | {
+            "float_ops": sorted({o["op"] for o in a["ops"].get("float_ops", [])}),
+            "not_delegated": sorted({o["op"] for o in a["ops"].get("not_delegated", [])}),
+            "latency_p50_ms": a.get("latency_p50_ms"), "fp32_latency_p50_ms": a.get("fp32_latency_p50_ms")}
+    return {"artifacts": rows, "seconds": round(time.time() - t0, 1), "timings_s": m["timings_s"]}
+
+
+def run_model(name: str, tmp: Path, calib_u8: np.ndarray) -> dict:
+    from edgekit.data.fashion_mnist import load_tensors, normalize
+    from edgekit.models.zoo import load_model
+    model = load_model(name).model
+    x, y = load_tensors("test")
+    with torch.no_grad():
+        fp32 = torch.cat([model(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+    res: dict = {"fp32_top1": round(float((fp32.argmax(1) == y).float().mean()), 4)}
+    calib = normalize(calib_u8)
+    secs = stock_per_tensor_pte(model, calib, tmp / f"{name}_stock.pte")
+    res["stock_per_tensor_pte"] = scores(pte_outputs(tmp / f"{name}_stock.pte", x), fp32, y) | {"seconds": round(secs, 1)}
+    res["edgekit_ptq_calib32_w8a8"] = edgekit_rows(name, ["--calib", str(tmp / "calib32.npz"), "--method", "ptq"],
+                                                   tmp / f"{name}_ptq")
+    res["edgekit_zeroq_data_free_w8a8"] = edgekit_rows(name, ["--data-free"], tmp / f"{name}_df")
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="mobilevit_fmnist,efficientformer_fmnist")
+    args = ap.parse_args()
+    from edgekit.data.fashion_mnist import load_split
+    images, _ = load_split("train")
+    calib_u8 = images[np.random.default_rng(0).choice(len(images), CALIB_IMAGES, replace=False)]
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        os.environ["EDGEKIT_CACHE_DIR"] = str(tmp / "cache")
+        np.savez(tmp / "calib32.npz", images=calib_u8)
+        for name in args.models.split(","):
+            results[name] = run_model(name, tmp, calib_u8)
+            print(json.dumps(results[name], indent=1))
+    out = ROOT / "benchmarks" / "results" / "hybrid_vit.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
