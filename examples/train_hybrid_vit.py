@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from edgekit.data.fashion_mnist import load_tensors  # noqa: E402
 from edgekit.models.efficientformer import EfficientFormer  # noqa: E402
 from edgekit.models.mobilevit import MobileViT  # noqa: E402
-from train_resnet20 import augment, evaluate  # noqa: E402
+from train_resnet20 import fit  # noqa: E402
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "edgekit/models/checkpoints"
 ARCHS = {"mobilevit": MobileViT, "efficientformer": EfficientFormer}
@@ -57,30 +55,7 @@ def main() -> None:
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0}],
                             lr=args.lr)
-    steps = args.epochs * ((len(xtr) + args.batch_size - 1) // args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.2)
-    for epoch in range(args.epochs):
-        model.train()
-        t0 = time.time()
-        perm = torch.randperm(len(xtr), generator=g)
-        total = 0.0
-        for i in range(0, len(xtr), args.batch_size):
-            idx = perm[i:i + args.batch_size]
-            loss = F.cross_entropy(model(augment(xtr[idx], g)), ytr[idx], label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        acc = evaluate(model, xte, yte)
-        print(f"epoch {epoch + 1}/{args.epochs} loss {total / len(xtr):.4f} test top-1 {acc:.4f} "
-              f"({time.time() - t0:.0f} s)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    tmp = args.out.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(args.out)
-    print(f"saved {args.out} (test top-1 {acc:.4f})")
+    fit(model, opt, xtr, ytr, xte, yte, args.epochs, args.batch_size, args.lr, g, args.out)
 
 
 if __name__ == "__main__":

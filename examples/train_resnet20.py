@@ -43,6 +43,38 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / len(x)
 
 
+def fit(model: torch.nn.Module, opt: torch.optim.Optimizer, xtr: torch.Tensor, ytr: torch.Tensor,
+        xte: torch.Tensor, yte: torch.Tensor, epochs: int, batch_size: int, lr: float,
+        g: torch.Generator, out: Path) -> None:
+    """Train with ``opt`` under a one-cycle schedule (peak ``lr``), random crop + flip and label
+    smoothing 0.1, print the test top-1 after each epoch, and save the state_dict to ``out``
+    (written to a temporary file, then renamed)."""
+    steps = epochs * ((len(xtr) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
+    for epoch in range(epochs):
+        model.train()
+        t0 = time.time()
+        perm = torch.randperm(len(xtr), generator=g)
+        total = 0.0
+        for i in range(0, len(xtr), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = F.cross_entropy(model(augment(xtr[idx], g)), ytr[idx], label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        acc = evaluate(model, xte, yte)
+        print(f"epoch {epoch + 1}/{epochs} loss {total / len(xtr):.4f} test top-1 {acc:.4f} "
+              f"({time.time() - t0:.0f} s)", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    tmp = out.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out)
+    print(f"saved {out} (test top-1 {acc:.4f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=15)
@@ -61,30 +93,7 @@ def main() -> None:
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0}],
                           lr=args.lr, momentum=0.9, nesterov=True)
-    steps = args.epochs * ((len(xtr) + args.batch_size - 1) // args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.2)
-    for epoch in range(args.epochs):
-        model.train()
-        t0 = time.time()
-        perm = torch.randperm(len(xtr), generator=g)
-        total = 0.0
-        for i in range(0, len(xtr), args.batch_size):
-            idx = perm[i:i + args.batch_size]
-            loss = F.cross_entropy(model(augment(xtr[idx], g)), ytr[idx], label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        acc = evaluate(model, xte, yte)
-        print(f"epoch {epoch + 1}/{args.epochs} loss {total / len(xtr):.4f} test top-1 {acc:.4f} "
-              f"({time.time() - t0:.0f} s)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    tmp = args.out.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(args.out)
-    print(f"saved {args.out} (test top-1 {acc:.4f})")
+    fit(model, opt, xtr, ytr, xte, yte, args.epochs, args.batch_size, args.lr, g, args.out)
 
 
 if __name__ == "__main__":
