@@ -1,7 +1,18 @@
-"""Hybrid vision transformers (issue: Q-HyViT): where the flows that exist today stand on the two
-reference hybrids, printed and written to benchmarks/results/hybrid_vit.json.
+"""Hybrid vision transformers (issue: Q-HyViT): Q-HyViT and its baselines on the two reference
+hybrids, printed and merged into benchmarks/results/hybrid_vit.json (each part replaces its keys).
 
     .venv/bin/python benchmarks/hybrid_vit.py [--models mobilevit_fmnist,efficientformer_fmnist]
+        [--parts baselines,search,deploy]
+
+Part ``search``: every method on the same 32 real training images, its recipe run as the
+simulation (``full-integer`` placement: conv, linear, the attention matmuls, softmax, LayerNorm,
+GELU/SiLU outputs quantized) on the whole test split, at W6A6 and W4A4 (every method: per-tensor
+min/max, the stock PT2E flow's observers; EasyQuant; PTQ4ViT without twin-uniform; edgekit's
+whitepaper PTQ; Q-HyViT with the paper's undamped Fisher and with edgekit's default damping)
+and W8A8 / W4A8 (min/max, Q-HyViT), with the calibration seconds.
+Part ``deploy``: ``edgekit quantize --method qhyvit`` W8A8 with --calib (32 images) and with
+--data-free, .pte and .tflite, each evaluated in its runtime against its simulation.
+Part ``baselines`` (below):
 
 Per model, on the whole 10,000-image Fashion-MNIST test split, every int8 figure measured in its
 runtime (ExecuTorch for .pte, LiteRT for .tflite):
@@ -91,6 +102,48 @@ def edgekit_rows(name: str, args: list[str], out: Path) -> dict:
     return {"artifacts": rows, "seconds": round(time.time() - t0, 1), "timings_s": m["timings_s"]}
 
 
+SEARCH_BITS = {(6, 6): ("minmax", "easyquant", "ptq4vit", "ptq", "qhyvit_undamped", "qhyvit"),
+               (4, 4): ("minmax", "easyquant", "ptq4vit", "ptq", "qhyvit_undamped", "qhyvit"),
+               (8, 8): ("minmax", "qhyvit"), (4, 8): ("minmax", "qhyvit")}
+
+
+def search_rows(name: str, calib_u8: np.ndarray) -> dict:
+    """Part ``search``: each method's recipe from the same 32 images, simulated on the test split."""
+    import dataclasses
+    from edgekit import api
+    from edgekit.data.calibration import CalibrationSource
+    from edgekit.data.fashion_mnist import load_tensors, normalize
+    from edgekit.quant.placement import quantizer_for
+    from edgekit.quant.simulate import fused_for_simulation, quantize_with_recipe
+    from edgekit.registry import ALGORITHMS
+    canonical, _ = api.prepare(name)
+    x, y = load_tensors("test")
+    fp32 = canonical.run(canonical.graph_module, x)
+    calib = CalibrationSource(normalize(calib_u8), {"kind": "real"})
+    rows: dict = {"fp32_top1": round(float((fp32.argmax(1) == y).float().mean()), 4)}
+    for (wb, ab), methods in SEARCH_BITS.items():
+        for method in methods:
+            algo = ALGORITHMS.get({"minmax": "ptq", "qhyvit_undamped": "qhyvit"}.get(method, method))
+            cfg = dataclasses.replace(algo.config(), w_bits=wb, a_bits=ab)
+            if method == "qhyvit_undamped":  # the paper's undamped Fisher
+                cfg = dataclasses.replace(cfg, damping=0.0)
+            if method == "minmax":  # what the stock PT2E flow's min/max observers give, per-tensor weights
+                cfg = dataclasses.replace(cfg, act_estimator="minmax", per_channel=False)
+            t0 = time.time()
+            recipe = algo.fn(canonical, cfg, calib, placement="full-integer")
+            secs = time.time() - t0
+            gm = fused_for_simulation(quantize_with_recipe(canonical, recipe, quantizer_for("full-integer", recipe)))
+            out = canonical.run(gm, x)
+            row = scores(out, fp32, y) | {"calibration_s": round(secs, 1)}
+            if method == "qhyvit":
+                row["per_tensor_weights"] = sum(lq.weight.granularity == "per_tensor" for lq in recipe.layers.values())
+                row["symmetric_activations"] = sum(aq.quant.symmetric for aq in recipe.activations.values())
+                row["activations"] = len(recipe.activations)
+            rows[f"w{wb}a{ab}_{method}"] = row
+            print(name, f"W{wb}A{ab}", method, row, flush=True)
+    return rows
+
+
 def run_model(name: str, tmp: Path, calib_u8: np.ndarray) -> dict:
     from edgekit.data.fashion_mnist import load_tensors, normalize
     from edgekit.models.zoo import load_model
@@ -111,20 +164,31 @@ def run_model(name: str, tmp: Path, calib_u8: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mobilevit_fmnist,efficientformer_fmnist")
+    ap.add_argument("--parts", default="baselines,search,deploy")
     args = ap.parse_args()
+    parts = args.parts.split(",")
     from edgekit.data.fashion_mnist import load_split
     images, _ = load_split("train")
     calib_u8 = images[np.random.default_rng(0).choice(len(images), CALIB_IMAGES, replace=False)]
-    results: dict = {}
+    out = ROOT / "benchmarks" / "results" / "hybrid_vit.json"
+    results: dict = json.loads(out.read_text()) if out.exists() else {}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         os.environ["EDGEKIT_CACHE_DIR"] = str(tmp / "cache")
         np.savez(tmp / "calib32.npz", images=calib_u8)
         for name in args.models.split(","):
-            results[name] = run_model(name, tmp, calib_u8)
-            print(json.dumps(results[name], indent=1))
-    out = ROOT / "benchmarks" / "results" / "hybrid_vit.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+            res = results.setdefault(name, {})
+            if "baselines" in parts:
+                res.update(run_model(name, tmp, calib_u8))
+            if "search" in parts:
+                res["search_simulated"] = search_rows(name, calib_u8)
+            if "deploy" in parts:
+                res["qhyvit_calib32_w8a8"] = edgekit_rows(
+                    name, ["--calib", str(tmp / "calib32.npz"), "--method", "qhyvit"], tmp / f"{name}_qh")
+                res["qhyvit_data_free_w8a8"] = edgekit_rows(name, ["--data-free", "--method", "qhyvit"],
+                                                            tmp / f"{name}_qhdf")
+            print(json.dumps(res, indent=1))
+            out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out}")
 
 

@@ -98,6 +98,8 @@ def quantize(model, config: QuantConfig | None = None, calibration=None, *, meth
         algo = ALGORITHMS.get(method or "zeroq")
         config = algo.config.resolve(data_free=calibration is None)
     canonical, pre = prepare(model, example_input, mean, std, pixel_scale, input_range)
+    if algo.check is not None:
+        algo.check(canonical, algo.name)
     if calibration is None:
         if algo.synthesizer is None:
             raise UserError(f"method {algo.name} needs calibration data: pass calibration=images or a path")

@@ -9,7 +9,7 @@ import torch
 from edgekit.backends.base import Artifact, Target
 from edgekit.models.canonical import CanonicalModel, module_path
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.quant.simulate import QDQ_OP_NAMES, float_ops, quantize_with_recipe
+from edgekit.quant.simulate import QDQ_OP_NAMES, float_ops, integer_ops, quantize_with_recipe
 from edgekit.registry import TARGETS
 
 # Edge-dialect ops left outside the delegate that are bookkeeping, not compute.
@@ -33,7 +33,7 @@ class ExecuTorchXnnpack(Target):
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()], generate_etrecord=True)
         ops = delegation_report(edge.exported_program().graph_module)
         if recipe is not None:
-            ops["float_ops"] = float_ops(module)
+            ops["float_ops"], ops["integer_ops"] = float_ops(module), integer_ops(module)
         program = edge.to_executorch()
         pte, etrecord = out_dir / f"{stem}.pte", out_dir / f"{stem}.etrecord"
         pte.write_bytes(program.buffer)

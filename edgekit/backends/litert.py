@@ -8,7 +8,7 @@ from pathlib import Path
 from edgekit.backends.base import Artifact, Target
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.quant.simulate import float_ops, quantize_with_recipe
+from edgekit.quant.simulate import float_ops, integer_ops, quantize_with_recipe
 from edgekit.registry import TARGETS
 
 
@@ -28,7 +28,21 @@ class LiteRT(Target):
             model = litert_torch.convert(module, (canonical.example_input,), quant_config=QuantConfig(pt2e_quantizer=q))
         path = out_dir / f"{stem}.tflite"
         model.export(str(path))
-        return Artifact(path, self.name, "tflite", "litert", ops={"float_ops": float_ops(module)} if recipe else {})
+        ops = {"float_ops": float_ops(module), "integer_ops": integer_ops(module),
+               "tflite_ops": tflite_ops_by_dtype(path)} if recipe else {}
+        return Artifact(path, self.name, "tflite", "litert", ops=ops)
+
+
+def tflite_ops_by_dtype(path: Path) -> dict[str, int]:
+    """How many of each TFLite op the file holds, by its output's type: {"CONV_2D int8": 15,
+    "SOFTMAX int8": 3, "LOGISTIC float32": 17, ...}, read by the LiteRT interpreter."""
+    from collections import Counter
+
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path))
+    dtypes = {t["index"]: t["dtype"].__name__ for t in it.get_tensor_details()}
+    counts = Counter(f"{o['op_name']} {dtypes.get(o['outputs'][0], '?')}" for o in it._get_ops_details() if len(o["outputs"]))
+    return dict(sorted(counts.items()))
 
 
 TARGETS.register("litert", LiteRT())

@@ -10,6 +10,8 @@ sees the constant itself, so its range is exact.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import fx
 from torchao.quantization.pt2e.observer import ObserverBase
@@ -72,4 +74,9 @@ def load_recipe_into(prepared: fx.GraphModule, recipe: QuantRecipe) -> None:
         if tq.symmetric != (obs.qscheme in (torch.per_tensor_symmetric, torch.per_channel_symmetric)) and src.op == "get_attr":
             raise ValueError(f"the {what} is {'symmetric' if tq.symmetric else 'affine'} in the recipe "
                              f"but the target quantizer wants {obs.qscheme}")
+        if src.op == "get_attr" and tq.granularity == "per_tensor" and obs.qscheme == torch.per_channel_symmetric:
+            # a per-tensor layer under a per-channel quantizer: its one scale on every channel
+            channels = get_attr_tensor(prepared, src).shape[getattr(obs, "ch_axis", 0)]
+            tq = dataclasses.replace(tq, granularity="per_channel", axis=getattr(obs, "ch_axis", 0),
+                                     scale=tq.scale * channels, zero_point=tq.zero_point * channels)
         setattr(prepared, n.target, RecipeObserver(tq, obs))

@@ -6,15 +6,21 @@ its TOML profile (``placement = "xnnpack"``); algorithms that need the quantized
 reconstruction) and the simulation receive the placement by name, so no algorithm names a backend.
 
 Registered: ``xnnpack`` (ExecuTorch's XNNPACKQuantizer, symmetric int8 weights, affine int8
-activations; also what the onnx-qdq target and the simulation use) and ``litert`` (litert-torch's
-PT2EQuantizer, TFLite's fused patterns).
+activations; also what the onnx-qdq target uses), ``litert`` (litert-torch's PT2EQuantizer,
+TFLite's fused patterns, with :class:`TransformerOps`: its converter fuses dequantize -> op ->
+quantize into int8 BATCH_MATMUL and SOFTMAX; LayerNorm and SiLU stay float inside, as their
+decompositions carry no q/dq), and ``full-integer`` (the simulation's: the XNNPACK patterns plus the
+transformer ops no CPU delegate runs in int8, see :class:`TransformerOps`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from edgekit.quant.recipe import QuantRecipe
+import torch
+from torchao.quantization.pt2e.quantizer import Quantizer
+
+from edgekit.quant.recipe import FIXED_RANGE_OPS, QuantRecipe
 from edgekit.registry import PLACEMENTS
 
 
@@ -28,8 +34,9 @@ class Placement:
 
 def quantizer_for(placement: str, recipe: QuantRecipe):
     """The PT2E quantizer of placement ``placement`` for ``recipe``'s weight granularity
-    (per-channel when every layer is). Raises UserError for an unknown placement."""
-    per_channel = all(lq.weight.granularity == "per_channel" for lq in recipe.layers.values())
+    (per-channel when any layer is: a per-tensor layer then repeats its one scale on every
+    channel, the same integers; ``edgekit.quant.observer``). Raises UserError for an unknown placement."""
+    per_channel = any(lq.weight.granularity == "per_channel" for lq in recipe.layers.values())
     return PLACEMENTS.get(placement).make(per_channel)
 
 
@@ -44,5 +51,60 @@ def _litert(per_channel: bool):
     return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
 
 
+# ops a fully integer runtime runs on int8 tensors that the CPU delegates' quantizers leave float
+ATTENTION_MATMULS = {torch.ops.aten.matmul.default, torch.ops.aten.bmm.default}
+OUTPUT_ONLY_OPS = FIXED_RANGE_OPS | {torch.ops.aten.layer_norm.default, torch.ops.aten.gelu.default,
+                                    torch.ops.aten.silu.default}
+
+
+class TransformerOps(Quantizer):
+    """A base PT2E quantizer, then the transformer ops it left unannotated: activation x
+    activation matmuls (q@kᵀ, attn@v: both inputs and the output), and the outputs of softmax,
+    sigmoid, LayerNorm, GELU and SiLU. Softmax and sigmoid outputs take the fixed range [0, 1)
+    (``edgekit.quant.qparams.fill_unit_interval``). Which of these run in integers is recorded per op in
+    each artifact's ``float_ops``."""
+
+    def __init__(self, base: Quantizer) -> None:
+        super().__init__()
+        self.base = base
+        self.act = get_symmetric_quantization_config_xnnpack().input_activation
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+        self.base.annotate(model)
+        for n in model.graph.nodes:
+            if n.op != "call_function" or n.meta.get("quantization_annotation") is not None:
+                continue
+            if n.target in ATTENTION_MATMULS:
+                inputs = {a: self.act for a in n.args[:2] if isinstance(a, torch.fx.Node)}
+            elif n.target in OUTPUT_ONLY_OPS:
+                inputs = {}
+            else:
+                continue
+            n.meta["quantization_annotation"] = QuantizationAnnotation(inputs, self.act, _annotated=True)
+        return model
+
+    def validate(self, model: torch.fx.GraphModule) -> None:
+        self.base.validate(model)
+
+    def __getattr__(self, name: str):  # the base's configuration (litert-torch reads global_config)
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
+def get_symmetric_quantization_config_xnnpack():
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    return get_symmetric_quantization_config(is_per_channel=True)
+
+
+def _full_integer(per_channel: bool):
+    return TransformerOps(_xnnpack(per_channel))
+
+
 PLACEMENTS.register("xnnpack", Placement("xnnpack", "ExecuTorch XNNPACKQuantizer patterns", _xnnpack))
-PLACEMENTS.register("litert", Placement("litert", "litert-torch PT2EQuantizer (TFLite fused patterns)", _litert))
+PLACEMENTS.register("litert", Placement("litert", "litert-torch PT2EQuantizer (TFLite fused patterns) plus attention "
+                                        "matmuls and softmax (int8 BATCH_MATMUL, SOFTMAX)",
+                                        lambda per_channel: TransformerOps(_litert(per_channel))))
+PLACEMENTS.register("full-integer", Placement("full-integer", "XNNPACK patterns plus attention matmuls, softmax, "
+                                              "LayerNorm, GELU and SiLU outputs", _full_integer))

@@ -30,6 +30,18 @@ def fill_affine(tq: TensorQuant, lo: float, hi: float) -> TensorQuant:
     return tq
 
 
+def fill_unit_interval(tq: TensorQuant) -> TensorQuant:
+    """The fixed parameters of a tensor in [0, 1] (a softmax or sigmoid output): scale 2^-bits
+    and zero point quant_min (affine: 1/256 and -128 at 8 bits, what TFLite's int8 SOFTMAX and
+    LOGISTIC require), or scale 2^-(bits-1) and zero point 0 when ``tq`` is symmetric."""
+    if tq.symmetric:
+        scale, zp = 2.0 ** -(tq.bits - 1), 0
+    else:
+        scale, zp = 1.0 / (tq.quant_max - tq.quant_min + 1), tq.quant_min
+    tq.scale, tq.zero_point, tq.range_min, tq.range_max = [scale], [zp], 0.0, (tq.quant_max - zp) * scale
+    return tq
+
+
 def fill_weight(tq: TensorQuant, w: torch.Tensor) -> TensorQuant:
     """Symmetric per-channel (axis 0) or per-tensor max-abs scales of weight ``w`` (float32 [Cout, ...])."""
     if tq.granularity == "per_channel":

@@ -19,6 +19,10 @@ from torch import fx
 
 from edgekit.models.canonical import WEIGHTED_OPS, module_path
 
+#: ops whose output lies in [0, 1] whatever the input: their output takes that fixed range
+#: (``edgekit.quant.qparams.fill_unit_interval``; TFLite's int8 SOFTMAX and LOGISTIC require it)
+FIXED_RANGE_OPS = {torch.ops.aten.softmax.int, torch.ops.aten._softmax.default, torch.ops.aten.sigmoid.default}
+
 RECIPE_VERSION = 1
 ROUNDED_SUFFIX = ".weights.npz"
 BIAS_KEY = "bias/"  # corrected biases' keys in the .npz
@@ -176,6 +180,11 @@ def activation_nodes(gm: fx.GraphModule) -> list[fx.Node]:
         if isinstance(val, torch.Tensor) and val.is_floating_point():
             out.append(n)
     return out
+
+
+def fixed_range_nodes(gm: fx.GraphModule) -> set[str]:
+    """Names of the nodes whose output has the fixed range [0, 1] (``FIXED_RANGE_OPS``)."""
+    return {n.name for n in gm.graph.nodes if n.op == "call_function" and n.target in FIXED_RANGE_OPS}
 
 
 def plan_recipe(gm: fx.GraphModule, method: str, w_bits: int, a_bits: int,

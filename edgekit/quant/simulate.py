@@ -108,11 +108,7 @@ _NO_COMPUTE = ("getitem", "view", "reshape", "flatten", "squeeze", "permute", "t
                "contiguous", "expand", "_assert", "sym_size", "slice", "select")
 
 
-def float_ops(converted: fx.GraphModule) -> list[dict]:
-    """Compute ops of a quantized graph (prepare_pt2e/convert_pt2e with a target's quantizer)
-    that the quantizer did not annotate, so they run in float between a dequantize and a
-    quantize (ExecuTorch/XNNPACK runs them in fp32, in or out of the delegate). Returns
-    [{op, module}] in graph order; data movement (view, flatten, ...) is not listed."""
+def _compute_ops(converted: fx.GraphModule, annotated: bool) -> list[dict]:
     from edgekit.models.canonical import module_path
 
     out = []
@@ -121,6 +117,21 @@ def float_ops(converted: fx.GraphModule) -> list[dict]:
         if n.op != "call_function" or any(q in name for q in QDQ_OP_NAMES + _NO_COMPUTE) \
                 or getattr(n.target, "__module__", None) == "_operator":  # a dynamic batch's shape arithmetic
             continue
-        if n.meta.get("quantization_annotation") is None:
+        if (n.meta.get("quantization_annotation") is not None) == annotated:
             out.append({"op": name.removeprefix("aten.").split(".")[0], "module": module_path(n)})
     return out
+
+
+def float_ops(converted: fx.GraphModule) -> list[dict]:
+    """Compute ops of a quantized graph (prepare_pt2e/convert_pt2e with a target's quantizer)
+    that the quantizer did not annotate, so they run in float between a dequantize and a
+    quantize (ExecuTorch/XNNPACK runs them in fp32, in or out of the delegate). Returns
+    [{op, module}] in graph order; data movement (view, flatten, ...) is not listed."""
+    return _compute_ops(converted, annotated=False)
+
+
+def integer_ops(converted: fx.GraphModule) -> list[dict]:
+    """The compute ops the quantizer annotated (int8 inputs and outputs in the graph), the
+    complement of :func:`float_ops`: [{op, module}] in graph order. Whether a runtime's kernel
+    for the op is integer inside is the runtime's to say (LiteRT: ``tflite_ops``)."""
+    return _compute_ops(converted, annotated=True)

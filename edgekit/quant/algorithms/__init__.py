@@ -22,6 +22,8 @@ class Algorithm:
     synthesizer: the data-free calibration source it uses with --data-free ("zeroq", "genie"),
     or None when it needs real data (--calib).
     mixed_precision: whether fn honours per-layer weight bits in ``overrides`` (--mixed-precision).
+    check: (CanonicalModel, method name) -> None, raising UserError when the method does not fit
+    the model; run before any calibration data is read or synthesized.
     """
     name: str
     fn: Callable
@@ -29,6 +31,7 @@ class Algorithm:
     synthesizer: str | None
     description: str
     mixed_precision: bool = False
+    check: Callable | None = None
 
 
 def algorithm_of(config: QuantConfig) -> Algorithm:

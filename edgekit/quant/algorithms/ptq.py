@@ -16,8 +16,8 @@ from edgekit.quant.algorithms import Algorithm
 from edgekit.quant.bias_correction import corrected_biases
 from edgekit.quant.bn_ranges import analytic_ranges
 from edgekit.quant.equalize import equalize_depthwise_inputs
-from edgekit.quant.qparams import fill_affine, fill_weight, rounded_integers
-from edgekit.quant.recipe import QuantRecipe, plan_recipe
+from edgekit.quant.qparams import fill_affine, fill_unit_interval, fill_weight, rounded_integers
+from edgekit.quant.recipe import QuantRecipe, fixed_range_nodes, plan_recipe
 from edgekit.quant.stats import collect_activation_samples, estimate_range
 from edgekit.registry import ALGORITHMS
 
@@ -91,8 +91,12 @@ def calibrate(canonical: CanonicalModel, cfg: PTQConfig, calib: CalibrationSourc
         widen_output_ranges(gm, ranges, cfg.output_range_margin)
     clip_ranges_to_consumers(gm, ranges)
     share_ranges_through_data_movement(gm, ranges)
+    fixed = fixed_range_nodes(gm)
     for name, aq in recipe.activations.items():
-        fill_affine(aq.quant, *ranges[name])
+        if name in fixed:
+            fill_unit_interval(aq.quant)
+        else:
+            fill_affine(aq.quant, *ranges[name])
     for name in equalized:  # the deployed weights and biases are the equalized ones
         node = nodes[name]
         recipe.rounded_weights[name] = rounded_integers(get_attr_tensor(gm, node.args[1]), recipe.layers[name].weight)

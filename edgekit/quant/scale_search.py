@@ -1,0 +1,537 @@
+"""Search of each quantizer's parameters against the output error it causes: the engine of
+Q-HyViT (Lee et al., Sec. IV), PTQ4ViT's Hessian-guided search (Yuan et al. 2022, Sec. 4.2) and
+EasyQuant's cosine search (Wu et al. 2020, Sec. 3).
+
+Every quantizer the target's placement puts in the graph (``prepare_pt2e`` with the placement's
+quantizer; ``edgekit.quant.placement``) becomes a probe that fake-quantizes with a recipe entry.
+Each probe is searched in a region:
+- a weight: at its layer's output (conv2d, linear);
+- an activation: at the outputs of the layers and matmuls that read it, and at itself when
+  another op reads it;
+- every quantizer of a bridge block (:func:`find_bridges`): at the block's outputs, jointly.
+Region inputs are the FP32 model's values on the calibration images (PTQ4ViT's parallel
+calibration); the quantizers inside a region use their current parameters. Candidates per
+quantizer: ``candidates`` scales evenly spaced in [alpha_lo, alpha_hi] times the max-based one,
+for each weight granularity and activation scheme allowed, ``rounds`` passes over all probes.
+
+Metrics: ``hessian``: sum of w (Q(o) - o)^2 over the region outputs o, with w = E[g^2] +
+damping * mean(E[g^2]) and g the gradient at o: the (damped) diagonal Fisher approximation of
+the loss increase (BRECQ, Li et al. 2021, Sec. 3.2; Q-HyViT's objective). The loss is the KL
+divergence to the FP32 model's own output; its gradient vanishes at the FP32 point and its
+Hessian there, in the logits, is F = diag(p) - p p^T, so E[g^2] is estimated as the mean of
+(J^T v)^2 over draws v = sqrt(p) * r - p (sqrt(p) . r), r ~ N(0, I) (covariance exactly F);
+for outputs that are not logits [N, K], v = r (the Gauss-Newton Hessian of the squared error).
+``cosine``: 1 - cosine similarity of each sample's output with the FP32 one (EasyQuant).
+The model's outputs keep their whole min/max range: a clipped logit ties with its neighbours,
+a large error no second-order estimate sees.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx
+from torchao.quantization.pt2e.observer import ObserverBase
+from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+from edgekit.models.canonical import WEIGHTED_OPS, CanonicalModel, get_attr_tensor
+from edgekit.quant.algorithms.ptq import DATA_MOVEMENT_OPS as DATA_MOVEMENT
+from edgekit.quant.placement import ATTENTION_MATMULS, quantizer_for
+from edgekit.quant.qparams import WEIGHT_EPS, fake_quant, fill_affine, fill_unit_interval, fill_weight
+from edgekit.quant.recipe import QuantRecipe, TensorQuant, fixed_range_nodes
+
+METRICS = ("hessian", "cosine")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What the search may choose. metric: "hessian" or "cosine". Scale candidates:
+    ``candidates`` values evenly spaced in [alpha_lo, alpha_hi] times the max-based scale.
+    weight_granularities: of "per_channel" (each channel its own candidate) and "per_tensor".
+    activation_schemes: True (symmetric, zero point 0) and/or False (asymmetric).
+    bridges: search the quantizers of bridge blocks jointly at the block outputs."""
+    metric: str = "hessian"
+    alpha_lo: float = 0.01
+    alpha_hi: float = 1.2
+    candidates: int = 100
+    rounds: int = 3
+    weight_granularities: tuple[str, ...] = ("per_channel",)
+    activation_schemes: tuple[bool, ...] = (True,)
+    bridges: bool = False
+    damping: float = 0.0
+
+    def alphas(self) -> torch.Tensor:
+        return torch.linspace(self.alpha_lo, self.alpha_hi, self.candidates)
+
+
+class _Probe(torch.nn.Module):
+    """Fake quantization with a recipe entry (identity while ``on`` is False or without one)."""
+
+    def __init__(self, tq: TensorQuant | None, key: tuple[str, str] | None) -> None:
+        super().__init__()
+        self.tq, self.key, self.on = tq, key, False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.on or self.tq is None or not self.tq.filled:
+            return x
+        return fake_quant(x, self.tq)
+
+
+@dataclass
+class _Region:
+    probes: list[fx.Node]          # the probes searched here
+    core: list[fx.Node]            # nodes computed, in graph order (the outputs last)
+    outputs: list[fx.Node]
+    bridge: str | None = None      # "conv->token" / "token->conv" for a bridge block
+
+
+@dataclass
+class SearchReport:
+    """What the search chose: per weight layer its granularity, per activation its scheme, the
+    bridge blocks (start layer -> end layers) and the seconds it took."""
+    weight_granularity: dict[str, str] = field(default_factory=dict)
+    activation_symmetric: dict[str, bool] = field(default_factory=dict)
+    bridges: list[dict] = field(default_factory=list)
+    probes: int = 0
+    seconds: float = 0.0
+
+
+def has_attention(gm: fx.GraphModule) -> bool:
+    """Whether the graph multiplies two activations (q@kᵀ, attn@v) or calls fused attention."""
+    for n in gm.graph.nodes:
+        if n.op != "call_function":
+            continue
+        if n.target is torch.ops.aten.scaled_dot_product_attention.default:
+            return True
+        if n.target in ATTENTION_MATMULS and all(isinstance(a, fx.Node) and a.op != "get_attr" for a in n.args[:2]):
+            return True
+    return False
+
+
+def _layer_kind(n: fx.Node) -> str | None:
+    """"conv" for a conv2d, "token" for a linear on a sequence (input of 3 or more dims), None else."""
+    if n.op != "call_function" or n.target not in WEIGHTED_OPS:
+        return None
+    if n.target is torch.ops.aten.conv2d.default:
+        return "conv"
+    val = n.args[0].meta.get("val") if isinstance(n.args[0], fx.Node) else None
+    return "token" if isinstance(val, torch.Tensor) and val.dim() >= 3 else None
+
+
+def find_bridges(gm: fx.GraphModule) -> list[tuple[str, list[str]]]:
+    """Bridge blocks of a hybrid model, from its graph: a weighted layer and the weighted layers
+    nearest downstream of it (fewest ops in between, not counting reshapes and permutes: the
+    unfold/fold, LayerNorm, adds and activations count) when the layer is a conv and one of
+    those is a linear on a sequence ([N, T, D]), or the reverse. A residual stream that runs on
+    to a later part is longer than the path into the next layer, so it does not make a bridge.
+    Returns [(start node, [end nodes])] in graph order. Replaces the hand-written block indices
+    of Q-HyViT's public code (Sec. IV-C), so any hybrid model works."""
+    import collections
+    order = {m: i for i, m in enumerate(gm.graph.nodes)}
+    out = []
+    for n in gm.graph.nodes:
+        kind = _layer_kind(n)
+        if kind is None:
+            continue
+        cost: dict[fx.Node, int] = {}
+        todo = collections.deque((u, 0) for u in n.users)
+        while todo:  # 0-1 breadth-first search: data movement costs 0, any other op 1
+            u, c = todo.popleft()
+            if u.op == "output" or cost.get(u, c + 1) <= c:
+                continue
+            cost[u] = c
+            if u.op == "call_function" and u.target in WEIGHTED_OPS:
+                continue
+            step = 0 if u.op == "call_function" and u.target in DATA_MOVEMENT else 1
+            for w in u.users:
+                (todo.appendleft if step == 0 else todo.append)((w, c + step))
+        layers = {u: c for u, c in cost.items() if u.op == "call_function" and u.target in WEIGHTED_OPS}
+        if not layers:
+            continue
+        nearest = min(layers.values())
+        ends = sorted((u for u, c in layers.items() if c == nearest), key=order.get)
+        kinds = {_layer_kind(e) for e in ends} - {None}
+        if kinds and kinds != {kind}:
+            out.append((n.name, [e.name for e in ends]))
+    return out
+
+
+def _ties(gm: fx.GraphModule, names: set[str]) -> dict[str, str]:
+    """Recipe activation -> the entry whose parameters it must share (data movement keeps its
+    input's; a concatenation and its inputs share one)."""
+    parent = {k: k for k in names}
+
+    def find(k):
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    def union(a, b):
+        if a in parent and b in parent:
+            parent[find(b)] = find(a)
+    for n in gm.graph.nodes:
+        if n.op != "call_function":
+            continue
+        if n.target in DATA_MOVEMENT and isinstance(n.args[0], fx.Node):
+            union(n.args[0].name, n.name)
+        elif n.target is torch.ops.aten.cat.default:
+            for a in n.args[0]:
+                union(n.name, a.name)
+    return {k: find(k) for k in names}
+
+
+def _source_of(n: fx.Node, probes: dict) -> fx.Node:
+    """The node a chain of probes observes (``n`` itself when it is no probe)."""
+    while n in probes:
+        n = n.args[0]
+    return n
+
+
+class _Graph:
+    """The prepared graph with probes, the FP32 values the regions read, and their evaluation."""
+
+    def __init__(self, canonical: CanonicalModel, recipe: QuantRecipe, placement: str) -> None:
+        self.gm = prepare_pt2e(canonical.graph_module, quantizer_for(placement, recipe))
+        observers = [n for n in self.gm.graph.nodes
+                     if n.op == "call_module" and isinstance(getattr(self.gm, n.target), ObserverBase)]
+        self.roots = _ties(self.gm, set(recipe.activations))
+        self.probes: dict[fx.Node, _Probe] = {}
+        for n in observers:
+            src = n.args[0]
+            while src in observers:
+                src = src.args[0]
+            if src.op == "get_attr":
+                layer = next(iter(n.users))
+                entry = recipe.layers.get(layer.name)
+                probe = _Probe(entry.weight if entry else None, ("w", layer.name) if entry else None)
+            else:
+                root = self.roots.get(src.name)
+                probe = _Probe(recipe.activations[root].quant if root else None, ("a", root) if root else None)
+            self.probes[n] = probe
+        for n, probe in self.probes.items():
+            setattr(self.gm, n.target, probe)
+        self.attrs: dict[fx.Node, torch.Tensor] = {}
+        self.stored: dict[fx.Node, list[torch.Tensor]] = {}
+        self.fisher: dict[fx.Node, list[torch.Tensor]] = {}  # E[g^2] per output element
+        self.samples = 8  # Monte Carlo draws of the Fisher per chunk
+        self.ranges: dict[str, list[float]] = {}
+
+    def set_on(self, on: bool) -> None:
+        for p in self.probes.values():
+            p.on = on
+
+    def attr(self, n: fx.Node) -> torch.Tensor:
+        if n not in self.attrs:
+            self.attrs[n] = get_attr_tensor(self.gm, n).detach()
+        return self.attrs[n]
+
+    def record(self, chunks: list[torch.Tensor], keep: set[fx.Node], grads_at: set[fx.Node], seed: int = 0) -> None:
+        """Run the FP32 graph on each chunk (float32 [B, C, H, W]): keep the values of ``keep``,
+        the diagonal Fisher E[g^2] at ``grads_at`` (``samples`` draws, see the module docstring)
+        and the range of every recipe activation."""
+        gen = torch.Generator().manual_seed(seed)
+        self.set_on(False)
+        with torch.enable_grad():
+            for x in chunks:
+                self._record_one(x, keep, grads_at, gen)
+
+    def _record_one(self, x: torch.Tensor, keep: set[fx.Node], grads_at: set[fx.Node], gen) -> None:
+        env: dict[fx.Node, object] = {}
+        for n in self.gm.graph.nodes:
+            if n.op == "placeholder":
+                v = x.clone().requires_grad_(True)
+            elif n.op == "output":
+                out = torch.utils._pytree.tree_leaves(self._args(n, env)[0])[0]
+                break
+            else:
+                v = self._run(n, env)
+            env[n] = v
+            if n.name in self.roots and isinstance(v, torch.Tensor) and v.is_floating_point():
+                lo, hi = float(v.detach().min()), float(v.detach().max())
+                r = self.ranges.setdefault(n.name, [lo, hi])
+                r[0], r[1] = min(r[0], lo), max(r[1], hi)
+        at = [n for n in grads_at if isinstance(env[n], torch.Tensor) and env[n].requires_grad]
+        fisher = {n: torch.zeros_like(env[n]) for n in grads_at}
+        for s in range(self.samples):
+            if out.dim() == 2:  # logits: v has covariance diag(p) - p p^T, the KL's Hessian at the FP32 point
+                p = out.detach().softmax(1)
+                r = torch.randn(p.shape, generator=gen)
+                v = p.sqrt() * r - p * (p.sqrt() * r).sum(1, keepdim=True)
+            else:  # another output: identity covariance (the Gauss-Newton Hessian of the squared error)
+                v = torch.randn(out.shape, generator=gen)
+            grads = torch.autograd.grad((out * v).sum(), [env[n] for n in at], retain_graph=s + 1 < self.samples,
+                                        allow_unused=True)
+            for n, g in zip(at, grads):
+                if g is not None:
+                    fisher[n] += g.detach().square() / self.samples
+        for n in keep:
+            v = env[n]
+            self.stored.setdefault(n, []).append(v.detach() if isinstance(v, torch.Tensor) else v)
+        for n in grads_at:
+            self.fisher.setdefault(n, []).append(fisher[n])
+
+    def _args(self, n: fx.Node, val):
+        look = val if callable(val) else val.__getitem__
+        return torch.fx.node.map_arg((n.args, n.kwargs), look)
+
+    def _run(self, n: fx.Node, env):
+        if n.op == "get_attr":
+            return self.attr(n)
+        args, kwargs = self._args(n, env)
+        if n.op == "call_module":
+            return getattr(self.gm, n.target)(*args, **kwargs)
+        return n.target(*args, **kwargs)
+
+    def evaluate(self, region: _Region, chunk: int) -> dict[fx.Node, torch.Tensor]:
+        """The region's outputs on one chunk, quantizers on (inputs: stored FP32 values)."""
+        env: dict[fx.Node, torch.Tensor] = {}
+        core = set(region.core)
+
+        def val(a: fx.Node):
+            if a in env:
+                return env[a]
+            if a.op == "get_attr":
+                return self.attr(a)
+            if a in self.probes and a not in core:
+                env[a] = self.probes[a](val(a.args[0]))
+                return env[a]
+            return self.stored[a][chunk]
+        for n in region.core:
+            env[n] = self._run(n, val)
+        return {o: env[o] for o in region.outputs}
+
+    def needs(self, region: _Region) -> set[fx.Node]:
+        """The stored FP32 values evaluating ``region`` reads (and its outputs' references)."""
+        core, need = set(region.core), set(region.outputs)
+
+        def add(a: fx.Node):
+            if a in core or a.op == "get_attr":
+                return
+            if a in self.probes:
+                add(a.args[0])
+            else:
+                need.add(a)
+        for n in region.core:
+            for a in n.all_input_nodes:
+                add(a)
+        return need
+
+
+def _channel_dim(n: fx.Node) -> int:
+    return 1 if n.target is torch.ops.aten.conv2d.default else -1
+
+
+class _Scorer:
+    def __init__(self, graph: _Graph, metric: str, damping: float = 0.0) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}: use one of {METRICS}")
+        self.g, self.metric, self.damping = graph, metric, damping
+        self._weights: dict[tuple[fx.Node, int], torch.Tensor] = {}
+
+    def weights(self, o: fx.Node, c: int) -> torch.Tensor:
+        """g^2 at output ``o`` on chunk ``c``, plus ``damping`` times its mean over the chunk."""
+        if (o, c) not in self._weights:
+            g2 = self.g.fisher[o][c]
+            self._weights[o, c] = g2 + self.damping * g2.mean()
+        return self._weights[o, c]
+
+    def error(self, region: _Region, per_channel: fx.Node | None = None) -> torch.Tensor:
+        """The region's error (a scalar), or per output channel of the layer ``per_channel``
+        (the region's only output) as a vector [C]."""
+        total = 0.0
+        chunks = len(next(iter(self.g.stored.values())))
+        for c in range(chunks):
+            for o, q in self.g.evaluate(region, c).items():
+                fp = self.g.stored[o][c]
+                if self.metric == "hessian":
+                    e = self.weights(o, c) * (q - fp).square()
+                    total = total + (e.transpose(0, _channel_dim(per_channel)).flatten(1).sum(1)
+                                     if per_channel is not None else e.sum())
+                else:
+                    if per_channel is not None:
+                        d = _channel_dim(per_channel)
+                        qa, fa = q.transpose(0, d).flatten(1), fp.transpose(0, d).flatten(1)
+                        total = total + (1 - torch.nn.functional.cosine_similarity(qa, fa, dim=1, eps=1e-12))
+                    else:
+                        total = total + (1 - torch.nn.functional.cosine_similarity(
+                            q.flatten(1), fp.flatten(1), dim=1, eps=1e-12)).sum()
+        return torch.as_tensor(total, dtype=torch.float64)
+
+
+def _regions(graph: _Graph, bridges: list[tuple[str, list[str]]]) -> list[_Region]:
+    gm, probes = graph.gm, graph.probes
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    by_name = {n.name: n for n in gm.graph.nodes}
+    searchable = {n for n, p in probes.items() if p.key is not None}
+    claimed: set[fx.Node] = set()
+    regions: list[_Region] = []
+    for start_name, end_names in bridges:
+        start, ends = by_name[start_name], [by_name[e] for e in end_names]
+        down, todo = set(), [start]
+        while todo:
+            n = todo.pop()
+            if n not in down:
+                down.add(n)
+                todo.extend(n.users)
+        up, todo = set(), list(ends)
+        while todo:
+            n = todo.pop()
+            if n not in up:
+                up.add(n)
+                todo.extend(n.all_input_nodes)
+        core = sorted(down & up, key=order.get)
+        members = {n for n in core if n in searchable}
+        members |= {a for n in core for a in n.all_input_nodes if a in searchable}
+        members -= claimed
+        claimed |= members
+        regions.append(_Region(sorted(members, key=order.get), core, ends,
+                               f"{_layer_kind(start)}->{_layer_kind(ends[0]) or 'head'}"))
+    for p in sorted(searchable - claimed, key=order.get):
+        layer = next(iter(p.users))
+        if probes[p].key[0] == "w":
+            outputs = [layer]
+        else:
+            users = list(p.users)
+            outputs = [u for u in users if u.op == "call_function"
+                       and (u.target in WEIGHTED_OPS or u.target in ATTENTION_MATMULS)]
+            if len(outputs) < len(users) or not outputs:
+                outputs.append(p)
+        regions.append(_Region([p], sorted(outputs, key=order.get), sorted(outputs, key=order.get)))
+    return regions
+
+
+def _weight_candidates(tq: TensorQuant, w: torch.Tensor, gran: str, alpha: float, amax_c: torch.Tensor) -> None:
+    tq.granularity, tq.axis = gran, (0 if gran == "per_channel" else None)
+    amax = amax_c if gran == "per_channel" else amax_c.max().reshape(1)
+    tq.scale = torch.clamp(alpha * amax / tq.quant_max, min=WEIGHT_EPS).tolist()
+    tq.zero_point = [0] * len(tq.scale)
+
+
+def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor, space: SearchSpace,
+           placement: str, fixed: set[str] = frozenset(), progress=None) -> SearchReport:
+    """Search the parameters of every quantizer ``placement`` puts in ``canonical``'s graph and
+    write them into ``recipe`` (weights: granularity and scales; activations: scheme, scale,
+    zero point, range). Activations the placement does not quantize get their min/max range.
+
+    images: calibration inputs float32 [N, C, H, W], run in chunks the program accepts.
+    fixed: activation entries whose parameters are already final (the input's range when the
+    preprocessing is known); softmax and sigmoid outputs are always fixed (``fill_unit_interval``).
+    Raises ValueError for an unknown metric.
+    """
+    t0 = time.time()
+    graph = _Graph(canonical, recipe, placement)
+    scorer = _Scorer(graph, space.metric, space.damping)
+    bridges = find_bridges(graph.gm) if space.bridges else []
+    regions = _regions(graph, bridges)
+    keep, grads_at = set(), set()
+    for r in regions:
+        keep |= graph.needs(r)
+        grads_at |= set(r.outputs)
+    step = canonical.batch or len(images)
+    chunks = [images[i:i + step] for i in range(0, len(images), step)]
+    if canonical.batch is not None and len(chunks[-1]) < step:
+        chunks[-1] = torch.cat([chunks[-1], chunks[-1][-1:].expand(step - len(chunks[-1]), *images.shape[1:])])
+    graph.record(chunks, keep, grads_at)
+    fixed = set(fixed) | fixed_range_nodes(graph.gm)
+    # the model's outputs keep their whole range: a clipped logit ties with its neighbours, a
+    # large error the second-order estimate does not see (confident images weigh ~0 in the KL)
+    out_node = next(n for n in graph.gm.graph.nodes if n.op == "output")
+    outputs = {graph.roots.get(_source_of(a, graph.probes).name)
+               for a in torch.utils._pytree.tree_leaves(out_node.args) if isinstance(a, fx.Node)} - {None}
+    for name in outputs - fixed:
+        if name in graph.ranges:
+            recipe.activations[name].quant.symmetric = False not in space.activation_schemes
+            fill_affine(recipe.activations[name].quant, *graph.ranges[name])
+    fixed |= outputs
+    for name in fixed_range_nodes(graph.gm) & set(recipe.activations):
+        fill_unit_interval(recipe.activations[name].quant)
+    # the start: max-based scales, symmetric (Q-HyViT Sec. IV-A), the fixed ranges kept
+    for name, aq in recipe.activations.items():
+        if graph.roots.get(name) == name and name not in fixed and name in graph.ranges:
+            aq.quant.symmetric = space.activation_schemes[0]
+            fill_affine(aq.quant, *graph.ranges[name])
+    for lq in recipe.layers.values():
+        lq.weight.granularity = space.weight_granularities[0]
+    weights = {n: get_attr_tensor(graph.gm, n.args[0]).detach() for n, p in graph.probes.items()
+               if p.key is not None and p.key[0] == "w"}
+    for n, w in weights.items():
+        _weight_candidates(graph.probes[n].tq, w, space.weight_granularities[0], 1.0, w.abs().flatten(1).amax(1))
+    graph.set_on(True)
+    alphas = space.alphas().tolist()
+    with torch.no_grad():
+        for _ in range(space.rounds):
+            for region in regions:
+                for p in region.probes:
+                    probe = graph.probes[p]
+                    kind, key = probe.key
+                    if kind == "w":
+                        _search_weight(probe.tq, weights[p], region, scorer, space, alphas)
+                    elif key not in fixed and key in graph.ranges:
+                        _search_activation(probe.tq, graph.ranges[key], region, scorer, space, alphas)
+                if progress:
+                    progress()
+    report = SearchReport(bridges=[{"start": s, "ends": e} for s, e in bridges], probes=len(
+        {p.key for p in graph.probes.values() if p.key is not None}))
+    for name, aq in recipe.activations.items():  # shared parameters, then the unquantized tensors
+        root = graph.roots.get(name, name)
+        if root != name and recipe.activations[root].quant.filled:
+            src = recipe.activations[root].quant
+            aq.quant.symmetric = src.symmetric
+            aq.quant.scale, aq.quant.zero_point = list(src.scale), list(src.zero_point)
+            aq.quant.range_min, aq.quant.range_max = src.range_min, src.range_max
+        elif not aq.quant.filled:
+            fill_affine(aq.quant, *graph.ranges.get(name, (0.0, 1.0)))
+        report.activation_symmetric[name] = aq.quant.symmetric
+    nodes = {n.name: n for n in graph.gm.graph.nodes}
+    probed = {p.key[1] for p in graph.probes.values() if p.key and p.key[0] == "w"}
+    for name, lq in recipe.layers.items():
+        if name not in probed:
+            lq.weight.granularity, lq.weight.axis = "per_channel", 0  # a layer the placement leaves float
+            fill_weight(lq.weight, get_attr_tensor(graph.gm, nodes[name].args[1]))
+        report.weight_granularity[name] = lq.weight.granularity
+    report.seconds = time.time() - t0
+    return report
+
+
+def _search_weight(tq: TensorQuant, w: torch.Tensor, region: _Region, scorer: _Scorer, space: SearchSpace,
+                   alphas: list[float]) -> None:
+    amax_c = w.abs().flatten(1).amax(1)
+    layer = region.outputs[0] if len(region.outputs) == 1 and region.bridge is None else None
+    best = (math.inf, None)
+    for gran in space.weight_granularities:
+        separable = gran == "per_channel" and layer is not None
+        errs = []
+        for a in alphas:
+            _weight_candidates(tq, w, gran, a, amax_c)
+            errs.append(scorer.error(region, layer if separable else None))
+        errs = torch.stack(errs)  # [K] or [K, C]
+        if separable:  # each output channel depends on its own weights only: choose per channel
+            idx = errs.argmin(0)
+            scale = torch.clamp(torch.tensor(alphas)[idx] * amax_c / tq.quant_max, min=WEIGHT_EPS)
+            total = float(errs.gather(0, idx[None]).sum())
+        else:
+            i = int(errs.argmin())
+            _weight_candidates(tq, w, gran, alphas[i], amax_c)
+            scale, total = torch.tensor(tq.scale), float(errs[i])
+        if total < best[0]:
+            best = (total, (gran, scale))
+    gran, scale = best[1]
+    tq.granularity, tq.axis = gran, (0 if gran == "per_channel" else None)
+    tq.scale, tq.zero_point = scale.tolist(), [0] * len(scale)
+
+
+def _search_activation(tq: TensorQuant, rng: list[float], region: _Region, scorer: _Scorer, space: SearchSpace,
+                       alphas: list[float]) -> None:
+    best = (math.inf, None)
+    for symmetric in space.activation_schemes:
+        tq.symmetric = symmetric
+        for a in alphas:
+            fill_affine(tq, a * rng[0], a * rng[1])
+            e = float(scorer.error(region))
+            if e < best[0]:
+                best = (e, (symmetric, a))
+    tq.symmetric = best[1][0]
+    fill_affine(tq, best[1][1] * rng[0], best[1][1] * rng[1])

@@ -1,0 +1,205 @@
+"""Q-HyViT and its baselines (``edgekit.quant.scale_search``): bridge blocks found from the graph,
+the transformer placement, the search's choices, a user's own hybrid ViT exported the usual way,
+and the refusal on a model without attention."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import edgekit.plugins  # noqa: F401  (registers methods and placements)
+from edgekit.data.calibration import CalibrationSource
+from edgekit.models.canonical import canonicalize, module_path
+from edgekit.quant.algorithms.easyquant import EasyQuantConfig, easyquant
+from edgekit.quant.algorithms.ptq import PTQConfig, ptq
+from edgekit.quant.algorithms.qhyvit import QHyViTConfig, qhyvit
+from edgekit.quant.placement import quantizer_for
+from edgekit.quant.scale_search import find_bridges, has_attention
+from edgekit.quant.simulate import quantize_with_recipe
+
+
+class UserHybrid(nn.Module):
+    """A hybrid a user might write: conv stages with BN, tokens, torch's own
+    TransformerEncoderLayer (fused attention), a mean over tokens, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.GELU())
+        self.encoder = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        t = self.stem(x).flatten(2).transpose(1, 2)  # [N, 49, 16]
+        return self.head(self.encoder(t).mean(1))
+
+
+class ExplicitAttention(nn.Module):
+    """Attention written with matmuls (as MobileViT and EfficientFormer are), after a conv stage."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, d, 3, 2, 1), nn.BatchNorm2d(d), nn.SiLU())
+        self.norm = nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.out = nn.Conv2d(d, 10, 1)
+
+    def forward(self, x):
+        f = self.conv(x)                                  # [N, d, 14, 14]
+        n, d, h, w = f.shape
+        t = f.flatten(2).transpose(1, 2)                  # [N, T, d]
+        q, k, v = self.qkv(self.norm(t)).chunk(3, -1)
+        a = (q @ k.transpose(1, 2) * d ** -0.5).softmax(-1)
+        t = t + self.proj(a @ v)
+        f = t.transpose(1, 2).reshape(n, d, h, w)
+        return self.out(f).mean((2, 3))
+
+
+@pytest.fixture(scope="module")
+def explicit():
+    torch.manual_seed(0)
+    model = ExplicitAttention().eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model, canonicalize(model, torch.randn(1, 1, 28, 28), "explicit")
+
+
+def test_bridges_of_the_reference_hybrids_come_from_the_graph():
+    """The conv->transformer and transformer->conv transitions, without a hand-written list."""
+    from edgekit.models.zoo import load_model
+    expect = {
+        "mobilevit_fmnist": [("vit1.to_tokens", ["vit1.transformer.0.attn.qkv"]),
+                             ("vit1.transformer.0.mlp.2", ["vit1.from_tokens.0"]),
+                             ("vit2.to_tokens", ["vit2.transformer.0.attn.qkv"]),
+                             ("vit2.transformer.1.mlp.2", ["vit2.from_tokens.0"])],
+        "efficientformer_fmnist": [("stage2.1.mlp.3", ["stage3.0.attn.qkv"])],
+        "resnet20_fmnist": [],
+    }
+    for name, bridges in expect.items():
+        lm = load_model(name)
+        gm = canonicalize(lm.model, lm.example_input, name).graph_module
+        nodes = {n.name: n for n in gm.graph.nodes}
+        got = [(module_path(nodes[s]), [module_path(nodes[e]) for e in ends]) for s, ends in find_bridges(gm)]
+        assert got == bridges, name
+        assert has_attention(gm) == (name != "resnet20_fmnist")
+
+
+def test_full_integer_placement_quantizes_attention(explicit):
+    """The simulation's placement puts q/dq on both matmul operands and the softmax output,
+    which XNNPACK's leaves in float; softmax takes the fixed 1/256, -128 of TFLite's SOFTMAX."""
+    from edgekit.quant.simulate import float_ops
+    model, canonical = explicit
+    calib = CalibrationSource(torch.rand(8, 1, 28, 28))
+    recipe = ptq(canonical, PTQConfig(act_estimator="minmax"), calib)
+    soft = [n for n in canonical.graph_module.graph.nodes if "softmax" in str(n.target)][0].name
+    assert recipe.activations[soft].quant.scale == [1 / 256] and recipe.activations[soft].quant.zero_point == [-128]
+    floats = {}
+    for placement in ("xnnpack", "full-integer"):
+        gm = quantize_with_recipe(canonical, recipe, quantizer_for(placement, recipe))
+        floats[placement] = {o["op"] for o in float_ops(gm)}
+    assert {"matmul", "softmax"} <= floats["xnnpack"]
+    assert not {"matmul", "softmax", "layer_norm"} & floats["full-integer"]
+
+
+def test_qhyvit_choices_are_deployable_and_beat_minmax_at_low_bits(explicit):
+    """The search writes per-layer granularity, per-tensor scheme and scales; every zero point
+    lies inside its integer range (no zero-point overflow), and at W4A8 the searched recipe's
+    logit SQNR on held-out images beats per-tensor min/max on the same 32 images."""
+    model, canonical = explicit
+    torch.manual_seed(1)
+    calib, held = torch.rand(32, 1, 28, 28), torch.rand(64, 1, 28, 28)
+    cfg = QHyViTConfig(w_bits=4, a_bits=8, candidates=20, rounds=2)
+    recipe = qhyvit(canonical, cfg, CalibrationSource(calib), placement="full-integer")
+    for aq in recipe.activations.values():
+        q = aq.quant
+        assert q.filled and q.quant_min <= q.zero_point[0] <= q.quant_max
+        if q.symmetric:
+            assert q.zero_point == [0]
+    assert {lq.weight.granularity for lq in recipe.layers.values()} <= {"per_channel", "per_tensor"}
+    minmax = ptq(canonical, PTQConfig(w_bits=4, a_bits=8, act_estimator="minmax", per_channel=False),
+                 CalibrationSource(calib))
+    with torch.no_grad():
+        fp = model(held)
+
+        def sqnr(r):
+            out = quantize_with_recipe(canonical, r, quantizer_for("full-integer", r))(held)
+            return float(10 * torch.log10(fp.square().sum() / (out - fp).square().sum()))
+        assert sqnr(recipe) > sqnr(minmax) + 1.0
+
+
+def test_per_tensor_layer_under_a_per_channel_quantizer_repeats_its_scale(explicit):
+    """A layer the search made per-tensor deploys through the per-channel quantizer with its
+    one scale on every channel: the same integers as a per-tensor quantizer gives."""
+    model, canonical = explicit
+    calib = CalibrationSource(torch.rand(8, 1, 28, 28))
+    recipe = ptq(canonical, PTQConfig(act_estimator="minmax"), calib)
+    first = next(iter(recipe.layers))
+    w = recipe.layers[first].weight
+    w.granularity, w.axis, w.scale, w.zero_point = "per_tensor", None, [max(w.scale)], [0]
+    gm = quantize_with_recipe(canonical, recipe, quantizer_for("full-integer", recipe))
+    scales = [a for n in gm.graph.nodes if "dequantize_per_channel" in str(n.target)
+              for a in n.args[1:2]]
+    first_scales = getattr(gm, scales[0].target)
+    assert torch.all(first_scales == max(w.scale))
+
+
+def test_easyquant_runs_on_the_same_engine(explicit):
+    model, canonical = explicit
+    recipe = easyquant(canonical, EasyQuantConfig(candidates=10), CalibrationSource(torch.rand(16, 1, 28, 28)),
+                       placement="full-integer")
+    inputs = {n.args[0].name for n in canonical.graph_module.graph.nodes if n.name in recipe.layers}
+    assert inputs and all(recipe.activations[a].quant.symmetric for a in inputs)  # EasyQuant: symmetric only
+    assert recipe.filled
+
+
+def test_qhyvit_on_a_users_pt2_with_a_static_batch(tmp_path):
+    """A user's hybrid (torch's TransformerEncoderLayer) exported the usual way, at batch 1: the
+    search runs it image by image."""
+    from edgekit import api
+    torch.manual_seed(0)
+    model = UserHybrid().eval()
+    path = tmp_path / "user_hybrid.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(1, 1, 28, 28),)), str(path))
+    recipe = api.quantize(str(path), QHyViTConfig(candidates=6, rounds=1), torch.rand(8, 1, 28, 28),
+                          input_range=(0.0, 1.0), placement="full-integer")
+    assert recipe.method == "qhyvit" and recipe.filled
+
+
+def test_qhyvit_refuses_a_model_without_attention(cli, tmp_path):
+    """One line naming the methods that fit, exit 2, no bundle, before any calibration."""
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, images=np.zeros((4, 28, 28), np.uint8))
+    out = tmp_path / "bundle"
+    proc = cli("quantize", "resnet20_fmnist", "--method", "qhyvit", "--calib", str(calib), "--out", str(out),
+               "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("edgekit")]
+    assert len(lines) == 1 and "no attention" in lines[0] and "--method ptq" in lines[0]
+    assert not out.exists()
+
+
+def test_litert_runs_attention_in_int8_and_matches_its_simulation(explicit, tmp_path):
+    """The .tflite holds int8 BATCH_MATMUL and SOFTMAX (counted from the file by the LiteRT
+    interpreter), keeps LayerNorm's decomposition in float, and its outputs in the LiteRT
+    runtime match the simulation of the same recipe and placement."""
+    from edgekit.evaluation import run_artifact
+    from edgekit.registry import TARGETS
+    model, canonical = explicit
+    torch.manual_seed(2)
+    calib, held = torch.rand(32, 1, 28, 28), torch.rand(64, 1, 28, 28)
+    recipe = qhyvit(canonical, QHyViTConfig(candidates=8, rounds=1), CalibrationSource(calib), placement="litert")
+    target = TARGETS.get("litert")
+    art = target.lower(canonical, recipe, tmp_path)
+    ops = art.ops["tflite_ops"]
+    assert ops.get("BATCH_MATMUL int8") == 2 and ops.get("SOFTMAX int8") == 1, ops
+    assert ops.get("RSQRT float32") == 1  # LayerNorm: float between a dequantize and a quantize
+    assert {"matmul", "softmax", "linear"} <= {o["op"] for o in art.ops["integer_ops"]}
+    out, _ = run_artifact(target, art.path, held, progress=False)
+    with torch.no_grad():
+        sim = quantize_with_recipe(canonical, recipe, target.quantizer(recipe))(held)
+    assert (out.argmax(1) == sim.argmax(1)).float().mean() >= 0.95
+    assert float(10 * torch.log10(sim.square().sum() / (out - sim).square().sum())) > 25
