@@ -197,7 +197,7 @@ class _Graph:
         self.gm = prepare_pt2e(canonical.graph_module, quantizer_for(placement, recipe))
         observers = [n for n in self.gm.graph.nodes
                      if n.op == "call_module" and isinstance(getattr(self.gm, n.target), ObserverBase)]
-        self.roots = _ties(self.gm, set(recipe.activations))
+        self.roots = _ties(canonical.graph_module, set(recipe.activations))  # the graph without observers
         self.probes: dict[fx.Node, _Probe] = {}
         for n in observers:
             src = n.args[0]
