@@ -256,8 +256,9 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                                cfg.quant.per_channel, cfg.quant.activation_symmetric, cfg.quant.overrides)
         except ValueError as e:
             raise UserError(f"{e}; fix --override or the config's [quant.overrides]") from None
-        if ALGORITHMS.get(cfg.method).check is not None:
-            ALGORITHMS.get(cfg.method).check(canonical, cfg.method)
+        check = ALGORITHMS.get(cfg.method).check
+        if check is not None:
+            check(canonical, cfg.method)
         mp = None
         if cfg.quant.mixed_precision:  # the budget is checked against the model before any synthesis
             from edgekit.quant.mixed_precision import budget_bytes, layer_infos

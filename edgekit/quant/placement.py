@@ -67,7 +67,7 @@ class TransformerOps(Quantizer):
     def __init__(self, base: Quantizer) -> None:
         super().__init__()
         self.base = base
-        self.act = get_symmetric_quantization_config_xnnpack().input_activation
+        self.act = base.global_config.input_activation  # the base's own activation spec
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
@@ -91,11 +91,6 @@ class TransformerOps(Quantizer):
         if name == "base":
             raise AttributeError(name)
         return getattr(self.base, name)
-
-
-def get_symmetric_quantization_config_xnnpack():
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
-    return get_symmetric_quantization_config(is_per_channel=True)
 
 
 def _full_integer(per_channel: bool):

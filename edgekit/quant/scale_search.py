@@ -28,8 +28,7 @@ a large error no second-order estimate sees.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import fx
@@ -84,18 +83,7 @@ class _Region:
     probes: list[fx.Node]          # the probes searched here
     core: list[fx.Node]            # nodes computed, in graph order (the outputs last)
     outputs: list[fx.Node]
-    bridge: str | None = None      # "conv->token" / "token->conv" for a bridge block
-
-
-@dataclass
-class SearchReport:
-    """What the search chose: per weight layer its granularity, per activation its scheme, the
-    bridge blocks (start layer -> end layers) and the seconds it took."""
-    weight_granularity: dict[str, str] = field(default_factory=dict)
-    activation_symmetric: dict[str, bool] = field(default_factory=dict)
-    bridges: list[dict] = field(default_factory=list)
-    probes: int = 0
-    seconds: float = 0.0
+    bridge: bool = False           # a bridge block (its weights cannot be searched channel by channel)
 
 
 def has_attention(gm: fx.GraphModule) -> bool:
@@ -183,8 +171,8 @@ def _ties(gm: fx.GraphModule, names: set[str]) -> dict[str, str]:
     return {k: find(k) for k in names}
 
 
-def _source_of(n: fx.Node, probes: dict) -> fx.Node:
-    """The node a chain of probes observes (``n`` itself when it is no probe)."""
+def _source_of(n: fx.Node, probes) -> fx.Node:
+    """The node a chain of probes (or observers) observes (``n`` itself when it is none)."""
     while n in probes:
         n = n.args[0]
     return n
@@ -200,9 +188,7 @@ class _Graph:
         self.roots = _ties(canonical.graph_module, set(recipe.activations))  # the graph without observers
         self.probes: dict[fx.Node, _Probe] = {}
         for n in observers:
-            src = n.args[0]
-            while src in observers:
-                src = src.args[0]
+            src = _source_of(n.args[0], set(observers))
             if src.op == "get_attr":
                 layer = next(iter(n.users))
                 entry = recipe.layers.get(layer.name)
@@ -387,8 +373,7 @@ def _regions(graph: _Graph, bridges: list[tuple[str, list[str]]]) -> list[_Regio
         members |= {a for n in core for a in n.all_input_nodes if a in searchable}
         members -= claimed
         claimed |= members
-        regions.append(_Region(sorted(members, key=order.get), core, ends,
-                               f"{_layer_kind(start)}->{_layer_kind(ends[0]) or 'head'}"))
+        regions.append(_Region(sorted(members, key=order.get), core, ends, bridge=True))
     for p in sorted(searchable - claimed, key=order.get):
         layer = next(iter(p.users))
         if probes[p].key[0] == "w":
@@ -403,7 +388,8 @@ def _regions(graph: _Graph, bridges: list[tuple[str, list[str]]]) -> list[_Regio
     return regions
 
 
-def _weight_candidates(tq: TensorQuant, w: torch.Tensor, gran: str, alpha: float, amax_c: torch.Tensor) -> None:
+def _weight_candidates(tq: TensorQuant, gran: str, alpha: float, amax_c: torch.Tensor) -> None:
+    """Set ``tq`` to ``alpha`` times the max-based symmetric scales (per channel of ``amax_c`` [C], or its max)."""
     tq.granularity, tq.axis = gran, (0 if gran == "per_channel" else None)
     amax = amax_c if gran == "per_channel" else amax_c.max().reshape(1)
     tq.scale = torch.clamp(alpha * amax / tq.quant_max, min=WEIGHT_EPS).tolist()
@@ -411,9 +397,9 @@ def _weight_candidates(tq: TensorQuant, w: torch.Tensor, gran: str, alpha: float
 
 
 def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor, space: SearchSpace,
-           placement: str, fixed: set[str] = frozenset(), progress=None) -> SearchReport:
+           placement: str, fixed: set[str] = frozenset()) -> None:
     """Search the parameters of every quantizer ``placement`` puts in ``canonical``'s graph and
-    write them into ``recipe`` (weights: granularity and scales; activations: scheme, scale,
+    write them into ``recipe`` in place (weights: granularity and scales; activations: scheme, scale,
     zero point, range). Activations the placement does not quantize get their min/max range.
 
     images: calibration inputs float32 [N, C, H, W], run in chunks the program accepts.
@@ -421,7 +407,6 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
     preprocessing is known); softmax and sigmoid outputs are always fixed (``fill_unit_interval``).
     Raises ValueError for an unknown metric.
     """
-    t0 = time.time()
     graph = _Graph(canonical, recipe, placement)
     scorer = _Scorer(graph, space.metric, space.damping)
     bridges = find_bridges(graph.gm) if space.bridges else []
@@ -435,7 +420,10 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
     if canonical.batch is not None and len(chunks[-1]) < step:
         chunks[-1] = torch.cat([chunks[-1], chunks[-1][-1:].expand(step - len(chunks[-1]), *images.shape[1:])])
     graph.record(chunks, keep, grads_at)
-    fixed = set(fixed) | fixed_range_nodes(graph.gm)
+    unit = fixed_range_nodes(graph.gm) & set(recipe.activations)
+    for name in unit:
+        fill_unit_interval(recipe.activations[name].quant)
+    fixed = set(fixed) | unit
     # the model's outputs keep their whole range: a clipped logit ties with its neighbours, a
     # large error the second-order estimate does not see (confident images weigh ~0 in the KL)
     out_node = next(n for n in graph.gm.graph.nodes if n.op == "output")
@@ -446,8 +434,6 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
             recipe.activations[name].quant.symmetric = False not in space.activation_schemes
             fill_affine(recipe.activations[name].quant, *graph.ranges[name])
     fixed |= outputs
-    for name in fixed_range_nodes(graph.gm) & set(recipe.activations):
-        fill_unit_interval(recipe.activations[name].quant)
     # the start: max-based scales, symmetric (Q-HyViT Sec. IV-A), the fixed ranges kept
     for name, aq in recipe.activations.items():
         if graph.roots.get(name) == name and name not in fixed and name in graph.ranges:
@@ -458,7 +444,7 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
     weights = {n: get_attr_tensor(graph.gm, n.args[0]).detach() for n, p in graph.probes.items()
                if p.key is not None and p.key[0] == "w"}
     for n, w in weights.items():
-        _weight_candidates(graph.probes[n].tq, w, space.weight_granularities[0], 1.0, w.abs().flatten(1).amax(1))
+        _weight_candidates(graph.probes[n].tq, space.weight_granularities[0], 1.0, w.abs().flatten(1).amax(1))
     graph.set_on(True)
     alphas = space.alphas().tolist()
     with torch.no_grad():
@@ -471,10 +457,6 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
                         _search_weight(probe.tq, weights[p], region, scorer, space, alphas)
                     elif key not in fixed and key in graph.ranges:
                         _search_activation(probe.tq, graph.ranges[key], region, scorer, space, alphas)
-                if progress:
-                    progress()
-    report = SearchReport(bridges=[{"start": s, "ends": e} for s, e in bridges], probes=len(
-        {p.key for p in graph.probes.values() if p.key is not None}))
     for name, aq in recipe.activations.items():  # shared parameters, then the unquantized tensors
         root = graph.roots.get(name, name)
         if root != name and recipe.activations[root].quant.filled:
@@ -484,28 +466,24 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
             aq.quant.range_min, aq.quant.range_max = src.range_min, src.range_max
         elif not aq.quant.filled:
             fill_affine(aq.quant, *graph.ranges.get(name, (0.0, 1.0)))
-        report.activation_symmetric[name] = aq.quant.symmetric
     nodes = {n.name: n for n in graph.gm.graph.nodes}
     probed = {p.key[1] for p in graph.probes.values() if p.key and p.key[0] == "w"}
     for name, lq in recipe.layers.items():
         if name not in probed:
             lq.weight.granularity, lq.weight.axis = "per_channel", 0  # a layer the placement leaves float
             fill_weight(lq.weight, get_attr_tensor(graph.gm, nodes[name].args[1]))
-        report.weight_granularity[name] = lq.weight.granularity
-    report.seconds = time.time() - t0
-    return report
 
 
 def _search_weight(tq: TensorQuant, w: torch.Tensor, region: _Region, scorer: _Scorer, space: SearchSpace,
                    alphas: list[float]) -> None:
     amax_c = w.abs().flatten(1).amax(1)
-    layer = region.outputs[0] if len(region.outputs) == 1 and region.bridge is None else None
+    layer = region.outputs[0] if len(region.outputs) == 1 and not region.bridge else None
     best = (math.inf, None)
     for gran in space.weight_granularities:
         separable = gran == "per_channel" and layer is not None
         errs = []
         for a in alphas:
-            _weight_candidates(tq, w, gran, a, amax_c)
+            _weight_candidates(tq, gran, a, amax_c)
             errs.append(scorer.error(region, layer if separable else None))
         errs = torch.stack(errs)  # [K] or [K, C]
         if separable:  # each output channel depends on its own weights only: choose per channel
@@ -514,7 +492,7 @@ def _search_weight(tq: TensorQuant, w: torch.Tensor, region: _Region, scorer: _S
             total = float(errs.gather(0, idx[None]).sum())
         else:
             i = int(errs.argmin())
-            _weight_candidates(tq, w, gran, alphas[i], amax_c)
+            _weight_candidates(tq, gran, alphas[i], amax_c)
             scale, total = torch.tensor(tq.scale), float(errs[i])
         if total < best[0]:
             best = (total, (gran, scale))

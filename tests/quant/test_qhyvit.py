@@ -157,15 +157,15 @@ def test_easyquant_runs_on_the_same_engine(explicit):
 
 
 def test_qhyvit_on_a_users_pt2_with_a_static_batch(tmp_path):
-    """A user's hybrid (torch's TransformerEncoderLayer) exported the usual way, at batch 1: the
-    search runs it image by image."""
+    """A user's hybrid (torch's TransformerEncoderLayer) exported the usual way, at batch 1, with
+    its own normalisation (MNIST's mean and std): the search runs it image by image."""
     from edgekit import api
     torch.manual_seed(0)
     model = UserHybrid().eval()
     path = tmp_path / "user_hybrid.pt2"
     torch.export.save(torch.export.export(model, (torch.randn(1, 1, 28, 28),)), str(path))
     recipe = api.quantize(str(path), QHyViTConfig(candidates=6, rounds=1), torch.rand(8, 1, 28, 28),
-                          input_range=(0.0, 1.0), placement="full-integer")
+                          mean=[0.1307], std=[0.3081], pixel_scale=1 / 255, placement="full-integer")
     assert recipe.method == "qhyvit" and recipe.filled
 
 
