@@ -2,7 +2,7 @@
 hybrids, printed and merged into benchmarks/results/hybrid_vit.json (each part replaces its keys).
 
     .venv/bin/python benchmarks/hybrid_vit.py [--models mobilevit_fmnist,efficientformer_fmnist]
-        [--parts baselines,search,deploy]
+        [--parts baselines,search,deploy,latency]
 
 Part ``search``: every method on the same 32 real training images, its recipe run as the
 simulation (``full-integer`` placement: conv, linear, the attention matmuls, softmax, LayerNorm,
@@ -10,8 +10,14 @@ GELU/SiLU outputs quantized) on the whole test split, at W6A6 and W4A4 (every me
 min/max, the stock PT2E flow's observers; EasyQuant; PTQ4ViT without twin-uniform; edgekit's
 whitepaper PTQ; Q-HyViT with the paper's undamped Fisher and with edgekit's default damping)
 and W8A8 / W4A8 (min/max, Q-HyViT), with the calibration seconds.
-Part ``deploy``: ``edgekit quantize --method qhyvit`` W8A8 with --calib (32 images) and with
---data-free, .pte and .tflite, each evaluated in its runtime against its simulation.
+Part ``deploy``: ``edgekit quantize --method qhyvit`` W8A8 with --calib (32 images; .pte, .tflite
+and onnx-qdq .onnx) and with --data-free (.pte, .tflite), each evaluated in its runtime against
+its simulation.
+Part ``latency``: the Q-HyViT W8A8 (--calib) .pte and .tflite against their FP32 twins (lowered
+by the same targets), p50 latency with the project's profiler (200 timed runs, tracing off), and
+the per-module breakdown of a traced profile grouped into attention (qkv, q@kᵀ, softmax, attn@v,
+output projection), the transformer MLPs and LayerNorms, the conv blocks (with MobileViT's
+unfold/fold), the classifier, the model's top level and unmapped time.
 Part ``baselines`` (below):
 
 Per model, on the whole 10,000-image Fashion-MNIST test split, every int8 figure measured in its
@@ -161,10 +167,63 @@ def run_model(name: str, tmp: Path, calib_u8: np.ndarray) -> dict:
     return res
 
 
+LATENCY_RUNS, LATENCY_WARMUP = 200, 20
+DEPLOY_TARGETS = ["--target", "executorch-xnnpack", "--target", "litert", "--target", "onnx-qdq"]
+
+
+def time_category(model: torch.nn.Module, module: str | None) -> str:
+    """The part of a hybrid ``model`` a trace event's ``module`` path belongs to: ``attention``
+    (inside an attention module), ``transformer_mlp_ln`` (the rest of a transformer layer, and
+    LayerNorms), ``classifier`` (the last linear, ``fc``), ``conv_blocks`` (everything else mapped
+    to a submodule), ``top_level`` (the model's own forward: token flatten, mean) or ``unmapped``."""
+    from edgekit.models.mobilevit import Attention, TransformerLayer
+    if module is None:
+        return "unmapped"
+    if module == "":
+        return "top_level"
+    mods = dict(model.named_modules())
+    parts = module.split(".")
+    chain = [mods.get(".".join(parts[:i])) for i in range(1, len(parts) + 1)]
+    if any(isinstance(m, Attention) for m in chain):
+        return "attention"
+    if any(isinstance(m, (TransformerLayer, torch.nn.LayerNorm)) for m in chain):
+        return "transformer_mlp_ln"
+    return "classifier" if module == "fc" else "conv_blocks"
+
+
+def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
+    """Part ``latency``: p50 (tracing off) and the traced per-category breakdown (ms, share of
+    operator time) of the bundle's int8 .pte/.tflite and their FP32 twins."""
+    from edgekit.bundle import read_manifest
+    from edgekit.models.zoo import load_model
+    from profile_reference import fp32_artifacts, profile
+    model = load_model(name).model
+    files = {x["runtime"]: bundle / x["file"] for x in read_manifest(bundle)["artifacts"]}
+    paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"], **fp32_artifacts(bundle, tmp)}
+    rows: dict = {"runs": LATENCY_RUNS, "warmup_runs": LATENCY_WARMUP}
+    for key, path in sorted(paths.items()):
+        p50 = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=False).latency["p50"]
+        trace = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=True)
+        cats: dict[str, float] = {}
+        for e in trace.events:
+            c = time_category(model, e.module)
+            cats[c] = cats.get(c, 0.0) + e.stats["p50"]
+        total = sum(cats.values())
+        rows[key] = {"p50_ms": round(p50, 4), "traced_op_time_ms": round(total, 4),
+                     "breakdown_ms": {c: round(v, 4) for c, v in sorted(cats.items())},
+                     "breakdown_share": {c: round(v / total, 3) for c, v in sorted(cats.items())},
+                     "top_modules_ms": {m: round(v, 4) for m, v in sorted(
+                         trace.module_breakdown().items(), key=lambda kv: -kv[1])[:8]}}
+        print(name, key, rows[key], flush=True)
+    for kind in ("pte", "tflite"):
+        rows[f"{kind}_speedup_int8_vs_fp32"] = round(rows[f"{kind}_fp32"]["p50_ms"] / rows[f"{kind}_int8"]["p50_ms"], 3)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mobilevit_fmnist,efficientformer_fmnist")
-    ap.add_argument("--parts", default="baselines,search,deploy")
+    ap.add_argument("--parts", default="baselines,search,deploy,latency")
     args = ap.parse_args()
     parts = args.parts.split(",")
     from edgekit.data.fashion_mnist import load_split
@@ -176,19 +235,30 @@ def main() -> None:
         tmp = Path(t)
         os.environ["EDGEKIT_CACHE_DIR"] = str(tmp / "cache")
         np.savez(tmp / "calib32.npz", images=calib_u8)
+        def save() -> None:  # after every part, so a later part's failure loses nothing
+            out.write_text(json.dumps(results, indent=2) + "\n")
         for name in args.models.split(","):
             res = results.setdefault(name, {})
             if "baselines" in parts:
                 res.update(run_model(name, tmp, calib_u8))
+                save()
             if "search" in parts:
                 res["search_simulated"] = search_rows(name, calib_u8)
+                save()
             if "deploy" in parts:
                 res["qhyvit_calib32_w8a8"] = edgekit_rows(
-                    name, ["--calib", str(tmp / "calib32.npz"), "--method", "qhyvit"], tmp / f"{name}_qh")
+                    name, ["--calib", str(tmp / "calib32.npz"), "--method", "qhyvit", *DEPLOY_TARGETS], tmp / f"{name}_qh")
                 res["qhyvit_data_free_w8a8"] = edgekit_rows(name, ["--data-free", "--method", "qhyvit"],
                                                             tmp / f"{name}_qhdf")
+                save()
+            if "latency" in parts:
+                bundle = tmp / f"{name}_qh"
+                if not (bundle / "manifest.json").exists():
+                    edgekit_rows(name, ["--calib", str(tmp / "calib32.npz"), "--method", "qhyvit", *DEPLOY_TARGETS], bundle)
+                (tmp / f"{name}_fp32").mkdir(exist_ok=True)
+                res["latency_qhyvit_w8a8"] = latency_rows(name, bundle, tmp / f"{name}_fp32")
+                save()
             print(json.dumps(res, indent=1))
-            out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out}")
 
 

@@ -36,8 +36,10 @@ from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
 from edgekit.errors import UserError
 from edgekit.models.canonical import CanonicalModel, canonicalize
+from edgekit.quant.complete import complete_recipe
+from edgekit.quant.placement import quantizer_for
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS, TASKS
+from edgekit.registry import ALGORITHMS, PLACEMENTS, SYNTHESIZERS, TARGETS, TASKS
 
 
 def prepare(model, example_input: torch.Tensor | None = None, mean=None, std=None, pixel_scale: float | None = None,
@@ -116,7 +118,10 @@ def quantize(model, config: QuantConfig | None = None, calibration=None, *, meth
                                  bounds=canonical.input_bounds)
     if canonical.batch is not None:  # a program specialised to a static batch runs that many rows
         calib.batch_size, calib.pad_last = canonical.batch, True
-    return algo.fn(canonical, dataclasses.replace(config), calib, placement=placement)
+    recipe = algo.fn(canonical, dataclasses.replace(config), calib, placement=placement)
+    for name in PLACEMENTS.names():  # what any target's placement adds (TFLite's LayerNorm ops), for export
+        complete_recipe(canonical, recipe, quantizer_for(name, recipe), calib.images)
+    return recipe
 
 
 def export(model, recipe: QuantRecipe | None, target: str, path: str | os.PathLike, *,

@@ -35,6 +35,7 @@ from edgekit import fp32_prefetch
 from edgekit.fp32_prefetch import fp32_outputs, fp32_twin
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
+from edgekit.quant.complete import complete_recipe
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
 from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS, TASKS
 from edgekit.tasks.base import Task, load_dataset, task_of_dataset
@@ -307,6 +308,10 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         else:
             for t in targets:  # per-layer bits (Genie's first/last layers) may differ from the plan's
                 t.check(recipe)
+        for t in targets:  # tensors a target's placement adds (LayerNorm's inner ops for TFLite)
+            added = complete_recipe(canonical, recipe, t.quantizer(recipe), calib.images)
+            if added:
+                log(f"{t.name}: {len(added)} tensors its placement adds, calibrated min/max")
         timings["quantize_s"] = time.time() - t0
         if prefetch is not None:
             prefetch.release()  # the int8 converters ahead are single-threaded: a core for the child

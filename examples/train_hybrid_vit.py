@@ -4,6 +4,8 @@ the MobileViT-style ``edgekit.models.mobilevit`` or the EfficientFormer-style
 
 Usage: .venv/bin/python examples/train_hybrid_vit.py --arch {mobilevit,efficientformer} [--epochs 12] [--out PATH]
 
+The committed checkpoints: ``--arch mobilevit`` (12 epochs) and ``--arch efficientformer --epochs 20``.
+
 Needs the Debian package ``dataset-fashion-mnist``. AdamW (weight decay 0.05 on matrices),
 one-cycle learning rate, random crop (pad 2) + horizontal flip, label smoothing 0.1: the usual
 recipe for small vision transformers. The checkpoint (state_dict, float32) is what the zoo loads

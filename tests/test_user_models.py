@@ -196,3 +196,14 @@ def test_a_non_square_model_with_a_map_output_and_constant_operands(cli, tmp_pat
     p = cli("eval", str(out), "--eval-data", str(tmp_path / "ev.npz"), "--json", "--no-progress")
     assert p.returncode == 0, p.stderr[-2000:]
     assert json.loads(p.stdout)["results"][0]["sqnr_db_vs_fp32"] == pytest.approx(r["sqnr_db_vs_fp32"], abs=0.01)
+
+
+def test_declared_mean_std_take_a_number_or_a_list_and_refuse_anything_else():
+    from edgekit.data.datasets import declared_preprocess
+    from edgekit.errors import UserError
+    one = declared_preprocess((1, 3, 8, 8), 0.5, 0.25)  # a plain number, as api.quantize users write it
+    per_channel = declared_preprocess((1, 3, 8, 8), [0.5, 0.5, 0.5], (0.25,) * 3)
+    assert one.mean == per_channel.mean == (0.5,) * 3 and one.std == (0.25,) * 3
+    for bad in ("abc", [], object(), [0.1, "x"]):
+        with pytest.raises(UserError, match="--mean"):
+            declared_preprocess((1, 3, 8, 8), bad, 0.25)

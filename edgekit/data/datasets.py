@@ -125,7 +125,7 @@ def declared_preprocess(input_shape: tuple[int, ...], mean=None, std=None, scale
         return Preprocess(c, h, mean, std, None, 1 / 255, "user", "range", w)
     if mean is None:
         return None
-    mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    mean, std = _floats("--mean", mean), _floats("--std", std)
     for name, vals in (("--mean", mean), ("--std", std)):
         if len(vals) not in (1, c):
             raise UserError(f"{name} has {len(vals)} values; the model's input has {c} channels: give 1 or {c}")
@@ -133,6 +133,20 @@ def declared_preprocess(input_shape: tuple[int, ...], mean=None, std=None, scale
         raise UserError("--mean must be finite and --std positive")
     mean, std = mean * (c // len(mean)), std * (c // len(std))
     return Preprocess(c, h, mean, std, None, scale, "user", width=w)
+
+
+def _floats(name: str, value) -> tuple[float, ...]:
+    """``value`` (a number, or a sequence of numbers) as a tuple of floats; UserError otherwise."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value),)
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} {str(value)[:40]!r} is not a number or a list of numbers: "
+                        "give one value or one per input channel") from None
+    if not out:
+        raise UserError(f"{name} is empty: give one value or one per input channel")
+    return out
 
 
 def assumed_preprocess(input_shape: tuple[int, ...]) -> Preprocess:

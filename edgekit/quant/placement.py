@@ -7,9 +7,9 @@ reconstruction) and the simulation receive the placement by name, so no algorith
 
 Registered: ``xnnpack`` (ExecuTorch's XNNPACKQuantizer, symmetric int8 weights, affine int8
 activations; also what the onnx-qdq target uses), ``litert`` (litert-torch's PT2EQuantizer,
-TFLite's fused patterns, with :class:`TransformerOps`: its converter fuses dequantize -> op ->
-quantize into int8 BATCH_MATMUL and SOFTMAX; LayerNorm and SiLU stay float inside, as their
-decompositions carry no q/dq), and ``full-integer`` (the simulation's: the XNNPACK patterns plus the
+TFLite's fused patterns, with :class:`IntegerNorms`: its converter fuses dequantize -> op ->
+quantize into int8 BATCH_MATMUL and SOFTMAX, and LayerNorm and SiLU are decomposed into ops it
+has int8 kernels for (MEAN, RSQRT, MUL, ADD, LOGISTIC), each with q/dq), and ``full-integer`` (the simulation's: the XNNPACK patterns plus the
 transformer ops no CPU delegate runs in int8, see :class:`TransformerOps`).
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torchao.quantization.pt2e.quantizer import Quantizer
 
+from edgekit.quant.decompose import DECOMPOSED, decompose_norms
 from edgekit.quant.recipe import FIXED_RANGE_OPS, QuantRecipe
 from edgekit.registry import PLACEMENTS
 
@@ -93,13 +94,34 @@ class TransformerOps(Quantizer):
         return getattr(self.base, name)
 
 
+class IntegerNorms(TransformerOps):
+    """:class:`TransformerOps` on a graph whose LayerNorm and SiLU are written as primitive ops
+    (``edgekit.quant.decompose``: mean, sub, mul, add, rsqrt, sigmoid), each with int8 inputs and
+    output, for a runtime with int8 kernels for those ops and none for LayerNorm or SiLU (TFLite).
+    The inner tensors are not in a recipe planned on the model's own graph:
+    ``edgekit.quant.complete.complete_recipe`` adds them."""
+
+    def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        return decompose_norms(self.base.transform_for_annotation(model))
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+        super().annotate(model)
+        for n in model.graph.nodes:
+            if n.op == "call_function" and DECOMPOSED in n.meta and n.target not in FIXED_RANGE_OPS:
+                inputs = {a: self.act for a in n.args if isinstance(a, torch.fx.Node)}
+                n.meta["quantization_annotation"] = QuantizationAnnotation(inputs, self.act, _annotated=True)
+        return model
+
+
 def _full_integer(per_channel: bool):
     return TransformerOps(_xnnpack(per_channel))
 
 
 PLACEMENTS.register("xnnpack", Placement("xnnpack", "ExecuTorch XNNPACKQuantizer patterns", _xnnpack))
 PLACEMENTS.register("litert", Placement("litert", "litert-torch PT2EQuantizer (TFLite fused patterns) plus attention "
-                                        "matmuls and softmax (int8 BATCH_MATMUL, SOFTMAX)",
-                                        lambda per_channel: TransformerOps(_litert(per_channel))))
+                                        "matmuls, softmax, and LayerNorm/SiLU decomposed into int8 MEAN, RSQRT, "
+                                        "MUL, ADD, LOGISTIC",
+                                        lambda per_channel: IntegerNorms(_litert(per_channel))))
 PLACEMENTS.register("full-integer", Placement("full-integer", "XNNPACK patterns plus attention matmuls, softmax, "
                                               "LayerNorm, GELU and SiLU outputs", _full_integer))

@@ -92,6 +92,15 @@ def events_from_profile(profile: list[dict[str, Any]], runs: int,
     return events
 
 
+# onnxruntime graph transformers that break valid QDQ models, left off in every session:
+# QDQPropagationTransformer copies Q/DQ pairs across the Reshape that MatMulAddFusion puts around
+# a Gemm on 3-D tokens and gives the new QuantizeLinear a uint8 zero point with output_dtype int8,
+# so a transformer's linear layers fail to load ("output_dtype INT8 does not match y_zero_point
+# type UINT8", onnxruntime 1.31; issues #25526 and #27845, where the same pass zeroes negative int8
+# values around a Reshape). Without it the Reshape runs on float values between DQ and Q.
+BROKEN_OPTIMIZERS = ["QDQPropagationTransformer"]
+
+
 def inference_session(path: Path, threads: int | None = None, profile_prefix: str | None = None,
                       reference: bool = False):
     """An onnxruntime CPU session for ``path`` (profiling into ``profile_prefix`` when given);
@@ -119,7 +128,8 @@ def inference_session(path: Path, threads: int | None = None, profile_prefix: st
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         with native_stderr():  # onnxruntime's profiler logs its own line when loading fails
-            return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"],
+                                        disabled_optimizers=BROKEN_OPTIMIZERS)
     except Exception as e:
         raise UserError(f"cannot load {path.name} with onnxruntime ({str(e).splitlines()[0][:200]}): the "
                         f"file is corrupted or not an ONNX model; {REMAKE}") from None

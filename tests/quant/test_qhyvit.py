@@ -183,9 +183,11 @@ def test_qhyvit_refuses_a_model_without_attention(cli, tmp_path):
 
 
 def test_litert_runs_attention_in_int8_and_matches_its_simulation(explicit, tmp_path):
-    """The .tflite runs the attention matmuls and softmax in int8 (counted from the file by the LiteRT
-    interpreter), keeps LayerNorm's decomposition in float, and its outputs in the LiteRT
-    runtime match the simulation of the same recipe and placement."""
+    """The .tflite runs the attention matmuls, softmax, LayerNorm (as int8 MEAN, SUB, MUL, ADD and
+    RSQRT: TFLite has no LayerNorm kernel) and SiLU (int8 LOGISTIC and MUL) in integers, counted
+    from the file by the LiteRT interpreter, and its outputs in the LiteRT runtime match the
+    simulation of the same recipe and placement."""
+    from edgekit.quant.complete import complete_recipe
     from edgekit.evaluation import run_artifact
     from edgekit.registry import TARGETS
     model, canonical = explicit
@@ -193,6 +195,8 @@ def test_litert_runs_attention_in_int8_and_matches_its_simulation(explicit, tmp_
     calib, held = torch.rand(32, 1, 28, 28), torch.rand(64, 1, 28, 28)
     recipe = qhyvit(canonical, QHyViTConfig(candidates=8, rounds=1), CalibrationSource(calib), placement="litert")
     target = TARGETS.get("litert")
+    added = complete_recipe(canonical, recipe, target.quantizer(recipe), calib)
+    assert {"layer_norm_rstd", "silu_sigmoid"} <= set(added), added  # the placement's inner tensors
     art = target.lower(canonical, recipe, tmp_path)
     ops = art.ops["tflite_ops"]
     # the two linears and the two attention matmuls (at batch 1 the converter may write a matmul
@@ -200,10 +204,34 @@ def test_litert_runs_attention_in_int8_and_matches_its_simulation(explicit, tmp_
     assert ops.get("FULLY_CONNECTED int8", 0) + ops.get("BATCH_MATMUL int8", 0) == 4, ops
     assert not any(k.split()[0] in ("FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX") and k.endswith("float32") for k in ops)
     assert ops.get("SOFTMAX int8") == 1, ops
-    assert ops.get("RSQRT float32") == 1  # LayerNorm: float between a dequantize and a quantize
+    assert ops.get("RSQRT int8") == 1 and ops.get("LOGISTIC int8") == 1, ops  # LayerNorm, SiLU
+    assert not any(k.endswith("float32") and k.split()[0] in ("MEAN", "RSQRT", "LOGISTIC", "MUL") for k in ops), ops
     assert {"matmul", "softmax", "linear"} <= {o["op"] for o in art.ops["integer_ops"]}
     out, _ = run_artifact(target, art.path, held, progress=False)
     with torch.no_grad():
         sim = quantize_with_recipe(canonical, recipe, target.quantizer(recipe))(held)
     assert (out.argmax(1) == sim.argmax(1)).float().mean() >= 0.95
     assert float(10 * torch.log10(sim.square().sum() / (out - sim).square().sum())) > 25
+
+
+def test_onnx_qdq_of_a_transformer_loads_in_onnxruntime_and_matches_its_simulation(explicit, tmp_path):
+    """The onnx-qdq artifact of a Q-HyViT recipe, whose linear layers run on 3-D tokens, loads in
+    onnxruntime with its graph optimizations (the session profiling uses; onnxruntime 1.31's QDQ
+    propagation breaks such a model, so edgekit leaves that pass off), and both that session and
+    the reference one (no optimizations) match the simulation of the same recipe."""
+    from edgekit.registry import TARGETS
+    from edgekit.runtimes.onnxruntime import inference_session
+    model, canonical = explicit
+    torch.manual_seed(3)
+    calib, held = torch.rand(32, 1, 28, 28), torch.rand(16, 1, 28, 28)
+    target = TARGETS.get("onnx-qdq")
+    recipe = qhyvit(canonical, QHyViTConfig(candidates=8, rounds=1), CalibrationSource(calib),
+                    placement=target.profile.placement)
+    art = target.lower(canonical, recipe, tmp_path)
+    with torch.no_grad():
+        sim = quantize_with_recipe(canonical, recipe, target.quantizer(recipe))(held)
+    for reference in (False, True):
+        s = inference_session(art.path, reference=reference)
+        out = torch.cat([torch.from_numpy(s.run(None, {s.get_inputs()[0].name: held[i:i + 1].numpy()})[0])
+                         for i in range(len(held))])
+        assert float(10 * torch.log10(sim.square().sum() / (out - sim).square().sum())) > 25, reference
