@@ -8,7 +8,8 @@ Part ``search``: every method on the same 32 real training images, its recipe ru
 simulation (``full-integer`` placement: conv, linear, the attention matmuls, softmax, LayerNorm,
 GELU/SiLU outputs quantized) on the whole test split, at W6A6 and W4A4 (every method: per-tensor
 min/max, the stock PT2E flow's observers; EasyQuant; PTQ4ViT without twin-uniform; edgekit's
-whitepaper PTQ; Q-HyViT with the paper's undamped Fisher and with edgekit's default damping)
+whitepaper PTQ; Q-HyViT with the paper's undamped Fisher alone, with damping 100 alone, and
+edgekit's default: both searched, the one closer to FP32 on the calibration images kept)
 and W8A8 / W4A8 (min/max, Q-HyViT), with the calibration seconds.
 Part ``deploy``: ``edgekit quantize --method qhyvit`` W8A8 with --calib (32 images; .pte, .tflite
 and onnx-qdq .onnx) and with --data-free (.pte, .tflite), each evaluated in its runtime against
@@ -102,14 +103,14 @@ def edgekit_rows(name: str, args: list[str], out: Path) -> dict:
         a = arts[r["file"]]
         rows[r["file"]] = {k: r.get(k) for k in ("top1", "agreement_with_fp32", "sqnr_db_vs_fp32",
                                                  "agreement_with_simulation")} | {
-            "float_ops": sorted({o["op"] for o in a["ops"].get("float_ops", [])}),
-            "not_delegated": sorted({o["op"] for o in a["ops"].get("not_delegated", [])}),
+            "float_ops": sorted({o["op"] for o in a.get("ops", {}).get("float_ops", [])}),
+            "not_delegated": sorted({o["op"] for o in a.get("ops", {}).get("not_delegated", [])}),
             "latency_p50_ms": a.get("latency_p50_ms"), "fp32_latency_p50_ms": a.get("fp32_latency_p50_ms")}
     return {"artifacts": rows, "seconds": round(time.time() - t0, 1), "timings_s": m["timings_s"]}
 
 
-SEARCH_BITS = {(6, 6): ("minmax", "easyquant", "ptq4vit", "ptq", "qhyvit_undamped", "qhyvit"),
-               (4, 4): ("minmax", "easyquant", "ptq4vit", "ptq", "qhyvit_undamped", "qhyvit"),
+SEARCH_BITS = {(6, 6): ("minmax", "easyquant", "ptq4vit", "ptq", "qhyvit_undamped", "qhyvit_damping100", "qhyvit"),
+               (4, 4): ("minmax", "easyquant", "ptq4vit", "ptq", "qhyvit_undamped", "qhyvit_damping100", "qhyvit"),
                (8, 8): ("minmax", "qhyvit"), (4, 8): ("minmax", "qhyvit")}
 
 
@@ -129,10 +130,13 @@ def search_rows(name: str, calib_u8: np.ndarray) -> dict:
     rows: dict = {"fp32_top1": round(float((fp32.argmax(1) == y).float().mean()), 4)}
     for (wb, ab), methods in SEARCH_BITS.items():
         for method in methods:
-            algo = ALGORITHMS.get({"minmax": "ptq", "qhyvit_undamped": "qhyvit"}.get(method, method))
+            algo = ALGORITHMS.get(method.split("_")[0] if method.startswith("qhyvit") else
+                                  {"minmax": "ptq"}.get(method, method))
             cfg = dataclasses.replace(algo.config(), w_bits=wb, a_bits=ab)
-            if method == "qhyvit_undamped":  # the paper's undamped Fisher
+            if method == "qhyvit_undamped":  # the paper's undamped Fisher alone
                 cfg = dataclasses.replace(cfg, damping=0.0)
+            if method == "qhyvit_damping100":  # damping 100 alone
+                cfg = dataclasses.replace(cfg, damping=100.0)
             if method == "minmax":  # what the stock PT2E flow's min/max observers give, per-tensor weights
                 cfg = dataclasses.replace(cfg, act_estimator="minmax", per_channel=False)
             t0 = time.time()

@@ -76,7 +76,8 @@ class Artifact:
     # what ran where (the manifest's ``ops``): ops_total / ops_delegated counts of compute ops,
     # not_delegated [{op, module}] (left to the runtime's portable kernels), float_ops [{op,
     # module}] (compute ops the target's quantizer left in float), integer_ops (those it
-    # quantized), tflite_ops (LiteRT: {"OP dtype": count} of the file, read by the interpreter)
+    # quantized), tflite_ops (LiteRT: {"OP dtype": count} of the file, read by the interpreter),
+    # onnx_ops (ONNX: {op_type: count} of the file)
     ops: dict = field(default_factory=dict)
 
     @property

@@ -11,6 +11,7 @@ initializers (two per byte, ONNX 1.16+/opset 21): the file really holds 4-bit we
 """
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from edgekit.backends.base import Artifact, Target, captured_output
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.recipe import QuantRecipe
-from edgekit.quant.simulate import quantize_with_recipe
+from edgekit.quant.simulate import float_ops, integer_ops, quantize_with_recipe
 from edgekit.registry import TARGETS
 
 OPSET = 21  # INT4 QuantizeLinear/DequantizeLinear
@@ -121,7 +122,8 @@ class OnnxQdq(Target):
 
     def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
         """Write ``stem``.onnx (opset 21, float32 input [1, C, H, W] -> float32 outputs [1, ...]);
-        with a recipe, QDQ nodes carry its scales and zero points and 4-bit tensors are INT4.
+        with a recipe, QDQ nodes carry its scales and zero points and 4-bit tensors are INT4, and
+        the artifact's ``ops`` lists the float and integer ops (op, module) and the ONNX op counts.
         The converter's output goes to ``stem``.onnx.log. Raises RuntimeError when export fails."""
         import onnx
 
@@ -138,7 +140,9 @@ class OnnxQdq(Target):
         onnx.save(model, str(path))  # into the staged bundle directory, like the other targets
         with open(log, "a") as f:
             f.write(f"edgekit: {n4} quantize/dequantize nodes stored as INT4\n")
-        return Artifact(path, self.name, "onnx", "onnxruntime", {"log": log})
+        ops = {"float_ops": float_ops(module), "integer_ops": integer_ops(module),
+               "onnx_ops": dict(sorted(Counter(n.op_type for n in model.graph.node).items()))} if recipe else {}
+        return Artifact(path, self.name, "onnx", "onnxruntime", {"log": log}, ops=ops)
 
 
 TARGETS.register("onnx-qdq", OnnxQdq())

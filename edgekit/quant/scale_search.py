@@ -397,7 +397,7 @@ def _weight_candidates(tq: TensorQuant, gran: str, alpha: float, amax_c: torch.T
 
 
 def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor, space: SearchSpace,
-           placement: str, fixed: set[str] = frozenset()) -> None:
+           placement: str, fixed: set[str] = frozenset()) -> float:
     """Search the parameters of every quantizer ``placement`` puts in ``canonical``'s graph and
     write them into ``recipe`` in place (weights: granularity and scales; activations: scheme, scale,
     zero point, range). Activations the placement does not quantize get their min/max range.
@@ -405,6 +405,8 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
     images: calibration inputs float32 [N, C, H, W], run in chunks the program accepts.
     fixed: activation entries whose parameters are already final (the input's range when the
     preprocessing is known); softmax and sigmoid outputs are always fixed (``fill_unit_interval``).
+    Returns the quantized model's loss against FP32 on ``images`` (KL of the softmax for
+    logits [N, K], else relative squared error), summed over images.
     Raises ValueError for an unknown metric.
     """
     graph = _Graph(canonical, recipe, placement)
@@ -472,6 +474,27 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
         if name not in probed:
             lq.weight.granularity, lq.weight.axis = "per_channel", 0  # a layer the placement leaves float
             fill_weight(lq.weight, get_attr_tensor(graph.gm, nodes[name].args[1]))
+    return _task_loss(graph, chunks)
+
+
+def _task_loss(graph: _Graph, chunks: list[torch.Tensor]) -> float:
+    """The quantized model's loss against the FP32 one on the calibration chunks, summed over
+    images: KL(FP32 || quantized) of the softmax for outputs [N, K], else the squared error over
+    the FP32 output's energy."""
+    total = 0.0
+    with torch.no_grad():
+        for c in chunks:
+            graph.set_on(False)
+            fp = [t for t in torch.utils._pytree.tree_leaves(graph.gm(c)) if isinstance(t, torch.Tensor)]
+            graph.set_on(True)
+            q = [t for t in torch.utils._pytree.tree_leaves(graph.gm(c)) if isinstance(t, torch.Tensor)]
+            for f, o in zip(fp, q):
+                if f.dim() == 2:
+                    lp, lq = f.log_softmax(1), o.log_softmax(1)
+                    total += float((lp.exp() * (lp - lq)).sum())
+                else:
+                    total += float((o - f).square().sum() / f.square().sum().clamp_min(1e-12))
+    return total
 
 
 def _search_weight(tq: TensorQuant, w: torch.Tensor, region: _Region, scorer: _Scorer, space: SearchSpace,

@@ -3,6 +3,8 @@ the transformer placement, the search's choices, a user's own hybrid ViT exporte
 and the refusal on a model without attention."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 
 import edgekit.plugins  # noqa: F401  (registers methods and placements)
 from edgekit.data.calibration import CalibrationSource
+from edgekit.errors import UserError
 from edgekit.models.canonical import canonicalize, module_path
 from edgekit.quant.algorithms.easyquant import EasyQuantConfig, easyquant
 from edgekit.quant.algorithms.ptq import PTQConfig, ptq
@@ -131,6 +134,32 @@ def test_qhyvit_choices_are_deployable_and_beat_minmax_at_low_bits(explicit):
         assert sqnr(recipe) > sqnr(minmax) + 1.0
 
 
+def test_qhyvit_keeps_the_damping_whose_model_is_closest_to_fp32_on_the_calibration_images(explicit):
+    """With several dampings the search runs once per value and keeps the recipe whose quantized
+    model has the lowest KL to FP32 on the calibration images: the same scales as the single
+    search with that damping, and a KL no larger than the other's. A negative damping is refused."""
+    model, canonical = explicit
+    torch.manual_seed(2)
+    calib = torch.rand(16, 1, 28, 28)
+    base = QHyViTConfig(w_bits=4, a_bits=4, candidates=10, rounds=1)
+
+    def kl(r):
+        with torch.no_grad():
+            lp = model(calib).log_softmax(1)
+            lq = quantize_with_recipe(canonical, r, quantizer_for("full-integer", r))(calib).log_softmax(1)
+        return float((lp.exp() * (lp - lq)).sum(1).mean())
+    single = {d: qhyvit(canonical, dataclasses.replace(base, damping=d), CalibrationSource(calib), "full-integer")
+              for d in (0.0, 1e4)}
+    chosen = qhyvit(canonical, dataclasses.replace(base, damping=(0.0, 1e4)), CalibrationSource(calib), "full-integer")
+    kls = {d: kl(r) for d, r in single.items()}
+    assert kls[0.0] != kls[1e4]
+    best = min(kls, key=kls.get)
+    scales = lambda r: {k: a.quant.scale for k, a in r.activations.items()}  # noqa: E731
+    assert scales(chosen) == scales(single[best]) != scales(single[max(kls, key=kls.get)])
+    with pytest.raises(UserError, match="damping"):
+        qhyvit(canonical, dataclasses.replace(base, damping=(-1.0,)), CalibrationSource(calib), "full-integer")
+
+
 def test_per_tensor_layer_under_a_per_channel_quantizer_repeats_its_scale(explicit):
     """A layer the search made per-tensor deploys through the per-channel quantizer with its
     one scale on every channel: the same integers as a per-tensor quantizer gives."""
@@ -218,7 +247,8 @@ def test_onnx_qdq_of_a_transformer_loads_in_onnxruntime_and_matches_its_simulati
     """The onnx-qdq artifact of a Q-HyViT recipe, whose linear layers run on 3-D tokens, loads in
     onnxruntime with its graph optimizations (the session profiling uses; onnxruntime 1.31's QDQ
     propagation breaks such a model, so edgekit leaves that pass off), and both that session and
-    the reference one (no optimizations) match the simulation of the same recipe."""
+    the reference one (no optimizations) match the simulation of the same recipe; the artifact
+    lists which ops it quantized and which it left float."""
     from edgekit.registry import TARGETS
     from edgekit.runtimes.onnxruntime import inference_session
     model, canonical = explicit
@@ -228,6 +258,10 @@ def test_onnx_qdq_of_a_transformer_loads_in_onnxruntime_and_matches_its_simulati
     recipe = qhyvit(canonical, QHyViTConfig(candidates=8, rounds=1), CalibrationSource(calib),
                     placement=target.profile.placement)
     art = target.lower(canonical, recipe, tmp_path)
+    # the manifest's ops: the attention matmuls stay float (XNNPACK's placement), linears are int8
+    assert "matmul" in {o["op"] for o in art.ops["float_ops"]}
+    assert "linear" in {o["op"] for o in art.ops["integer_ops"]}
+    assert art.ops["onnx_ops"]["QuantizeLinear"] > 0 and art.ops["onnx_ops"]["MatMul"] > 0
     with torch.no_grad():
         sim = quantize_with_recipe(canonical, recipe, target.quantizer(recipe))(held)
     for reference in (False, True):
