@@ -14,8 +14,8 @@ and W8A8 / W4A8 (min/max, Q-HyViT), with the calibration seconds.
 Part ``deploy``: ``edgekit quantize --method qhyvit`` W8A8 with --calib (32 images; .pte, .tflite
 and onnx-qdq .onnx) and with --data-free (.pte, .tflite), each evaluated in its runtime against
 its simulation.
-Part ``latency``: the Q-HyViT W8A8 (--calib) .pte and .tflite against their FP32 twins (lowered
-by the same targets), p50 latency with the project's profiler (200 timed runs, tracing off), and
+Part ``latency``: the Q-HyViT W8A8 (--calib) .pte, .tflite and .onnx against their FP32 twins
+(lowered by the same targets), p50 latency with the project's profiler (200 timed runs, tracing off), and
 the per-module breakdown of a traced profile grouped into attention (qkv, q@kᵀ, softmax, attn@v,
 output projection), the transformer MLPs and LayerNorms, the conv blocks (with MobileViT's
 unfold/fold), the classifier, the model's top level and unmapped time.
@@ -195,31 +195,47 @@ def time_category(model: torch.nn.Module, module: str | None) -> str:
     return "classifier" if module == "fc" else "conv_blocks"
 
 
+FP32_TWINS = {"pte": "executorch-xnnpack", "tflite": "litert", "onnx": "onnx-qdq"}
+
+
 def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
     """Part ``latency``: p50 (tracing off) and the traced per-category breakdown (ms, share of
-    operator time) of the bundle's int8 .pte/.tflite and their FP32 twins."""
+    operator time) of the bundle's int8 .pte/.tflite/.onnx and their FP32 twins (the bundle's
+    float program lowered by the same targets without a recipe)."""
+    import edgekit.plugins  # noqa: F401  (registers the targets)
     from edgekit.bundle import read_manifest
     from edgekit.models.zoo import load_model
-    from profile_reference import fp32_artifacts, profile
+    from edgekit.pipeline import canonical_from_bundle
+    from edgekit.registry import TARGETS
+    from profile_reference import profile
     model = load_model(name).model
-    files = {x["runtime"]: bundle / x["file"] for x in read_manifest(bundle)["artifacts"]}
-    paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"], **fp32_artifacts(bundle, tmp)}
+    manifest = read_manifest(bundle)
+    files = {x["runtime"]: bundle / x["file"] for x in manifest["artifacts"]}
+    canonical = canonical_from_bundle(bundle, manifest)
+    paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"], "onnx_int8": files["onnxruntime"]}
+    paths |= {f"{k}_fp32": TARGETS.get(t).lower(canonical, None, tmp, "fp32").path for k, t in FP32_TWINS.items()}
     rows: dict = {"runs": LATENCY_RUNS, "warmup_runs": LATENCY_WARMUP}
     for key, path in sorted(paths.items()):
         p50 = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=False).latency["p50"]
         trace = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=True)
-        cats: dict[str, float] = {}
-        for e in trace.events:
-            c = time_category(model, e.module)
-            cats[c] = cats.get(c, 0.0) + e.stats["p50"]
-        total = sum(cats.values())
-        rows[key] = {"p50_ms": round(p50, 4), "traced_op_time_ms": round(total, 4),
-                     "breakdown_ms": {c: round(v, 4) for c, v in sorted(cats.items())},
-                     "breakdown_share": {c: round(v / total, 3) for c, v in sorted(cats.items())},
-                     "top_modules_ms": {m: round(v, 4) for m, v in sorted(
-                         trace.module_breakdown().items(), key=lambda kv: -kv[1])[:8]}}
-        print(name, key, rows[key], flush=True)
-    for kind in ("pte", "tflite"):
+        row: dict = {"p50_ms": round(p50, 4)}
+        if not trace.events:
+            row["breakdown"] = ("no per-operator events: LiteRT's per-operator profile needs its benchmark_model "
+                                "binary, which this machine does not have")
+        else:
+            cats: dict[str, float] = {}
+            for e in trace.events:
+                c = time_category(model, e.module)
+                cats[c] = cats.get(c, 0.0) + e.stats["p50"]
+            total = sum(cats.values())
+            row |= {"traced_op_time_ms": round(total, 4), "mapping_coverage": round(trace.mapping_coverage(delegated_only=False), 3),
+                    "breakdown_ms": {c: round(v, 4) for c, v in sorted(cats.items())},
+                    "breakdown_share": {c: round(v / total, 3) for c, v in sorted(cats.items())},
+                    "top_modules_ms": {m: round(v, 4) for m, v in sorted(
+                        trace.module_breakdown().items(), key=lambda kv: -kv[1])[:8]}}
+        rows[key] = row
+        print(name, key, row, flush=True)
+    for kind in FP32_TWINS:
         rows[f"{kind}_speedup_int8_vs_fp32"] = round(rows[f"{kind}_fp32"]["p50_ms"] / rows[f"{kind}_int8"]["p50_ms"], 3)
     return rows
 

@@ -119,6 +119,10 @@ _NODE_KIND = {
 }
 
 
+# event kind -> the node kinds such an operator can come from (default: its own kind)
+_RUNS = {"fc": {"fc", "conv"}}
+
+
 def _node_kind(union_type: str) -> str:
     t = union_type.lower()
     t = t[3:] if t.startswith("xnn") else t
@@ -173,13 +177,15 @@ def xnnpack_nodes(pte: str | Path) -> list[tuple[str, int | None]]:
 def align(event_names: list[str], nodes: list[tuple[str, int | None]]) -> list[int | None]:
     """Index into ``nodes`` for each delegated event (None when no node fits).
 
-    Monotonic greedy alignment: each event takes the next node of the same kind at or after the
-    previous match; unmatched events do not advance the cursor."""
+    Monotonic greedy alignment: each event takes the next node of a kind it can run (its own;
+    a Fully Connected operator also runs a Conv2d node, as XNNPACK rewrites a 1x1 stride-1
+    convolution to one) at or after the previous match; unmatched events do not advance the
+    cursor."""
     out: list[int | None] = []
     cur = 0
     for name in event_names:
-        k = event_kind(name)
-        j = next((j for j in range(cur, len(nodes)) if nodes[j][0] == k), None)
+        kinds = _RUNS.get(event_kind(name), {event_kind(name)})
+        j = next((j for j in range(cur, len(nodes)) if nodes[j][0] in kinds), None)
         out.append(j)
         if j is not None:
             cur = j + 1
@@ -227,6 +233,8 @@ def events_from_etdump(etdump: Path, etrecord: Path | None, pte: Path, runs: int
     slots = align([ev.name for ev in delegated], xnodes) if xnodes else [None] * len(delegated)
     slot_of = {id(ev): s for ev, s in zip(delegated, slots)}
     for order, ev in enumerate(raw_events):
+        if ev.name == "OPERATOR_CALL" and order and raw_events[order - 1].name.startswith("native_call_"):
+            continue  # the wrapper around the kernel call just logged: counting both doubles its time
         vals = [float(v) for v in ev.perf_data.raw][-runs:]
         if ev.name == "DELEGATE_CALL":
             delegate_ms = [a + b for a, b in zip(delegate_ms, vals)] if delegate_ms else vals

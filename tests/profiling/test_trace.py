@@ -68,3 +68,14 @@ def test_compare_rows_cover_both_traces():
     b.events[0].module = "layer2"
     rows = {r[0]: (r[1], r[2]) for r in compare(a, b)}
     assert rows["layer1.0.conv1"] == (2.0, 0.0) and rows["layer2"] == (0.0, 2.0)
+
+
+def test_xnnpack_fully_connected_events_align_with_1x1_conv_nodes():
+    """XNNPACK runs a 1x1 stride-1 Conv2d node as a Fully Connected operator: such an event
+    takes that conv node, so the attention linears after it keep their own modules."""
+    from edgekit.runtimes.executorch import align
+    nodes = [("conv", 1), ("conv", 2), ("add", 3), ("fc", 4), ("fc", 5)]
+    events = ["Convolution (NHWC, QC8) IGEMM #1", "Fully Connected (NC, QS8, QC8W) GEMM #1",
+              "Add (ND) #1", "Fully Connected (NC, QS8, QC8W) GEMM #2", "Fully Connected (NC, QS8, QC8W) GEMM #3"]
+    assert align(events, nodes) == [0, 1, 2, 3, 4]
+    assert align(["Convolution (NHWC, QC8) IGEMM #1"], [("fc", 1)]) == [None]
