@@ -82,7 +82,9 @@ def searched_recipe(canonical: CanonicalModel, cfg, calib: CalibrationSource, me
                     placement: str) -> QuantRecipe:
     """A recipe whose every quantizer (as ``placement`` places them) is chosen by the search of
     ``cfg`` on the first ``cfg.calib_images`` images of ``calib`` (float32 [N, C, H, W]). The
-    input's range is the preprocessing's when known. Raises UserError for a bad search option."""
+    input's range is the preprocessing's when known. With several ``cfg.damping`` values, one
+    search each (from the same start), keeping the recipe whose quantized model has the lowest
+    loss against FP32 on those images. Raises UserError for a bad search option."""
     gm = canonical.graph_module
     recipe = plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, True, bool(cfg.activation_symmetric), cfg.overrides)
     fixed = set()
