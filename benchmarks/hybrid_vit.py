@@ -53,6 +53,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 CALIB_IMAGES = 32  # Q-HyViT's calibration set size (Lee et al., Sec. IV-A)
 
 
+def calibration_images() -> np.ndarray:
+    """The benchmark's 32 calibration images, uint8 [32, 28, 28], drawn from the training split (seed 0)."""
+    from edgekit.data.fashion_mnist import load_split
+    images, _ = load_split("train")
+    return images[np.random.default_rng(0).choice(len(images), CALIB_IMAGES, replace=False)]
+
+
 def stock_per_tensor_pte(model: torch.nn.Module, calib: torch.Tensor, path: Path) -> float:
     """The stock ExecuTorch flow: export at batch 1, XNNPACKQuantizer symmetric per-tensor config
     (min/max observers), prepare_pt2e, calibrate on ``calib`` image by image, convert_pt2e, lower with the
@@ -202,18 +209,13 @@ def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
     """Part ``latency``: p50 (tracing off) and the traced per-category breakdown (ms, share of
     operator time) of the bundle's int8 .pte/.tflite/.onnx and their FP32 twins (the bundle's
     float program lowered by the same targets without a recipe)."""
-    import edgekit.plugins  # noqa: F401  (registers the targets)
     from edgekit.bundle import read_manifest
     from edgekit.models.zoo import load_model
-    from edgekit.pipeline import canonical_from_bundle
-    from edgekit.registry import TARGETS
-    from profile_reference import profile
+    from profile_reference import fp32_artifacts, profile
     model = load_model(name).model
-    manifest = read_manifest(bundle)
-    files = {x["runtime"]: bundle / x["file"] for x in manifest["artifacts"]}
-    canonical = canonical_from_bundle(bundle, manifest)
-    paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"], "onnx_int8": files["onnxruntime"]}
-    paths |= {f"{k}_fp32": TARGETS.get(t).lower(canonical, None, tmp, "fp32").path for k, t in FP32_TWINS.items()}
+    files = {x["runtime"]: bundle / x["file"] for x in read_manifest(bundle)["artifacts"]}
+    paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"], "onnx_int8": files["onnxruntime"],
+             **fp32_artifacts(bundle, tmp, FP32_TWINS)}
     rows: dict = {"runs": LATENCY_RUNS, "warmup_runs": LATENCY_WARMUP}
     for key, path in sorted(paths.items()):
         p50 = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=False).latency["p50"]
@@ -246,9 +248,7 @@ def main() -> None:
     ap.add_argument("--parts", default="baselines,search,deploy,latency")
     args = ap.parse_args()
     parts = args.parts.split(",")
-    from edgekit.data.fashion_mnist import load_split
-    images, _ = load_split("train")
-    calib_u8 = images[np.random.default_rng(0).choice(len(images), CALIB_IMAGES, replace=False)]
+    calib_u8 = calibration_images()
     out = ROOT / "benchmarks" / "results" / "hybrid_vit.json"
     results: dict = json.loads(out.read_text()) if out.exists() else {}
     with tempfile.TemporaryDirectory() as t:

@@ -24,9 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def fp32_artifacts(bundle: Path, out: Path) -> dict[str, Path]:
-    """The FP32 .pte and .tflite of ``bundle``'s float program, lowered by the same targets that
-    wrote its int8 artifacts (recipe None: no quantization)."""
+FP32_TWINS = {"pte": "executorch-xnnpack", "tflite": "litert"}
+
+
+def fp32_artifacts(bundle: Path, out: Path, twins: dict[str, str] = FP32_TWINS) -> dict[str, Path]:
+    """The FP32 artifacts of ``bundle``'s float program, ``{"<kind>_fp32": path}`` for each
+    ``kind: target`` of ``twins``, lowered by the same targets that wrote its int8 artifacts
+    (recipe None: no quantization)."""
     import edgekit.plugins  # noqa: F401  (registers the targets)
     from edgekit.bundle import read_manifest
     from edgekit.pipeline import canonical_from_bundle
@@ -34,7 +38,7 @@ def fp32_artifacts(bundle: Path, out: Path) -> dict[str, Path]:
 
     canonical = canonical_from_bundle(bundle, read_manifest(bundle))
     return {f"{kind}_fp32": TARGETS.get(target).lower(canonical, None, out, "fp32").path
-            for kind, target in (("pte", "executorch-xnnpack"), ("tflite", "litert"))}
+            for kind, target in twins.items()}
 
 
 def profile(path: Path, warmup: int, runs: int, trace_ops: bool = True):

@@ -120,7 +120,7 @@ def quantize(model, config: QuantConfig | None = None, calibration=None, *, meth
         calib.batch_size, calib.pad_last = canonical.batch, True
     recipe = algo.fn(canonical, dataclasses.replace(config), calib, placement=placement)
     for name in PLACEMENTS.names():  # what any target's placement adds (TFLite's LayerNorm ops), for export
-        complete_recipe(canonical, recipe, quantizer_for(name, recipe), calib.images)
+        complete_recipe(canonical, recipe, quantizer_for(name, recipe), calib)
     return recipe
 
 

@@ -309,7 +309,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             for t in targets:  # per-layer bits (Genie's first/last layers) may differ from the plan's
                 t.check(recipe)
         for t in targets:  # tensors a target's placement adds (LayerNorm's inner ops for TFLite)
-            added = complete_recipe(canonical, recipe, t.quantizer(recipe), calib.images)
+            added = complete_recipe(canonical, recipe, t.quantizer(recipe), calib)
             if added:
                 log(f"{t.name}: {len(added)} tensors its placement adds, calibrated min/max")
         timings["quantize_s"] = time.time() - t0

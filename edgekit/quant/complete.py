@@ -11,25 +11,14 @@ from __future__ import annotations
 
 import torch
 from torch import fx
-from torchao.quantization.pt2e.observer import ObserverBase
+from torchao.quantization.pt2e.observer import MinMaxObserver, ObserverBase
 from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
+from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import CanonicalModel, module_path
 from edgekit.quant.observer import _source
 from edgekit.quant.qparams import fill_affine, fill_unit_interval
 from edgekit.quant.recipe import FIXED_RANGE_OPS, ActQuant, QuantRecipe, TensorQuant, int_range
-
-
-class _Range(torch.nn.Module):
-    """Records the min and max of what flows through it; returns it unchanged."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lo, self.hi = float("inf"), float("-inf")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
-        return x
 
 
 def missing_activations(prepared: fx.GraphModule, recipe: QuantRecipe) -> dict[str, list[fx.Node]]:
@@ -45,11 +34,12 @@ def missing_activations(prepared: fx.GraphModule, recipe: QuantRecipe) -> dict[s
 
 
 @torch.no_grad()
-def complete_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantizer, images: torch.Tensor) -> list[str]:
+def complete_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantizer, calib: CalibrationSource) -> list[str]:
     """Add to ``recipe`` the activations ``quantizer`` (a PT2E quantizer) quantizes that it lacks,
-    calibrated on ``images`` (float32 [N, C, H, W], the model's inputs) by min/max; returns
-    their names. A quantizer whose ``transform_for_annotation`` returns the graph it is given
-    rewrites nothing, so nothing can be missing: then it returns [] at once."""
+    calibrated by min/max on ``calib``'s batches (float32 [B, C, H, W], the model's inputs;
+    padded to the program's static batch when it sets ``pad_last``); returns their names. A
+    quantizer whose ``transform_for_annotation`` returns the graph it is given rewrites nothing,
+    so nothing can be missing: then it returns [] at once."""
     gm = canonical.graph_module
     if quantizer.transform_for_annotation(gm) is gm:  # no rewrite: every tensor is in the planned graph
         return []
@@ -58,15 +48,11 @@ def complete_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantizer, i
     if not missing:
         return []
     nodes = {n.name: n for n in prepared.graph.nodes}
-    ranges = {name: _Range() for name in missing}
+    ranges = {name: MinMaxObserver() for name in missing}
     for name, observers in missing.items():
         for obs in observers:
             setattr(prepared, obs.target, ranges[name])
-    step = canonical.batch or len(images)
-    for i in range(0, len(images), step):
-        x = images[i:i + step]
-        if canonical.batch is not None and len(x) < step:  # a static batch: pad with the last image
-            x = torch.cat([x, x[-1:].expand(step - len(x), *x.shape[1:])])
+    for x in calib:
         prepared(x)
     amin, amax = int_range(recipe.a_bits)
     symmetric = all(aq.quant.symmetric for aq in recipe.activations.values())
@@ -75,6 +61,6 @@ def complete_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantizer, i
         if nodes[name].target in FIXED_RANGE_OPS:
             fill_unit_interval(tq)
         else:
-            fill_affine(tq, r.lo, r.hi)
+            fill_affine(tq, float(r.min_val), float(r.max_val))
         recipe.activations[name] = ActQuant(module_path(nodes[name]) or name, tq)
     return sorted(missing)

@@ -224,7 +224,7 @@ def test_litert_runs_attention_in_int8_and_matches_its_simulation(explicit, tmp_
     calib, held = torch.rand(32, 1, 28, 28), torch.rand(64, 1, 28, 28)
     recipe = qhyvit(canonical, QHyViTConfig(candidates=8, rounds=1), CalibrationSource(calib), placement="litert")
     target = TARGETS.get("litert")
-    added = complete_recipe(canonical, recipe, target.quantizer(recipe), calib)
+    added = complete_recipe(canonical, recipe, target.quantizer(recipe), CalibrationSource(calib))
     assert {"layer_norm_rstd", "silu_sigmoid"} <= set(added), added  # the placement's inner tensors
     art = target.lower(canonical, recipe, tmp_path)
     ops = art.ops["tflite_ops"]
