@@ -7,9 +7,11 @@ hybrids, printed and merged into benchmarks/results/hybrid_vit.json (each part r
 Part ``search``: every method on the same 32 real training images, its recipe run as the
 simulation (``full-integer`` placement: conv, linear, the attention matmuls, softmax, LayerNorm,
 GELU/SiLU outputs quantized) on the whole test split, at W6A6 and W4A4 (every method: per-tensor
-min/max, the stock PT2E flow's observers; EasyQuant; PTQ4ViT without twin-uniform; edgekit's
+min/max, the stock PT2E flow's observers; EasyQuant; PTQ4ViT with its twin-uniform post-softmax
+and post-GELU/SiLU quantizers (simulation only) and without them (``ptq4vit_single``); edgekit's
 whitepaper PTQ; Q-HyViT with the paper's undamped Fisher alone, with damping 100 alone, and
-edgekit's default: both searched, the one closer to FP32 on the calibration images kept)
+edgekit's default: both searched, the one closer to FP32 on the calibration images kept; and
+Q-HyViT given the twin-uniform quantizers too, ``qhyvit_twin``)
 and W8A8 / W4A8 (min/max, Q-HyViT), with the calibration seconds.
 Part ``deploy``: ``edgekit quantize --method qhyvit`` W8A8 with --calib (32 images; .pte, .tflite
 and onnx-qdq .onnx) and with --data-free (.pte, .tflite), each evaluated in its runtime against
@@ -116,13 +118,15 @@ def edgekit_rows(name: str, args: list[str], out: Path) -> dict:
     return {"artifacts": rows, "seconds": round(time.time() - t0, 1), "timings_s": m["timings_s"]}
 
 
-SEARCH_BITS = {(6, 6): ("minmax", "easyquant", "ptq4vit", "ptq", "qhyvit_undamped", "qhyvit_damping100", "qhyvit"),
-               (4, 4): ("minmax", "easyquant", "ptq4vit", "ptq", "qhyvit_undamped", "qhyvit_damping100", "qhyvit"),
+LOW = ("minmax", "easyquant", "ptq4vit", "ptq4vit_single", "ptq", "qhyvit_undamped", "qhyvit_damping100", "qhyvit",
+       "qhyvit_twin")
+SEARCH_BITS = {(6, 6): LOW, (4, 4): LOW,
                (8, 8): ("minmax", "qhyvit"), (4, 8): ("minmax", "qhyvit")}
 
 
-def search_rows(name: str, calib_u8: np.ndarray) -> dict:
-    """Part ``search``: each method's recipe from the same 32 images, simulated on the test split."""
+def search_rows(name: str, calib_u8: np.ndarray, only: set[str] | None = None, rows: dict | None = None) -> dict:
+    """Part ``search``: each method's recipe from the same 32 images, simulated on the test split
+    (``only``: these methods, their rows replacing those in ``rows``)."""
     import dataclasses
     from edgekit import api
     from edgekit.data.calibration import CalibrationSource
@@ -134,16 +138,21 @@ def search_rows(name: str, calib_u8: np.ndarray) -> dict:
     x, y = load_tensors("test")
     fp32 = canonical.run(canonical.graph_module, x)
     calib = CalibrationSource(normalize(calib_u8), {"kind": "real"})
-    rows: dict = {"fp32_top1": round(float((fp32.argmax(1) == y).float().mean()), 4)}
+    rows = dict(rows or {}) | {"fp32_top1": round(float((fp32.argmax(1) == y).float().mean()), 4)}
     for (wb, ab), methods in SEARCH_BITS.items():
         for method in methods:
-            algo = ALGORITHMS.get(method.split("_")[0] if method.startswith("qhyvit") else
-                                  {"minmax": "ptq"}.get(method, method))
+            if only and method not in only:
+                continue
+            algo = ALGORITHMS.get({"minmax": "ptq"}.get(method, method.split("_")[0]))
             cfg = dataclasses.replace(algo.config(), w_bits=wb, a_bits=ab)
             if method == "qhyvit_undamped":  # the paper's undamped Fisher alone
                 cfg = dataclasses.replace(cfg, damping=0.0)
             if method == "qhyvit_damping100":  # damping 100 alone
                 cfg = dataclasses.replace(cfg, damping=100.0)
+            if method == "ptq4vit_single":  # one uniform scale on every tensor (deployable)
+                cfg = dataclasses.replace(cfg, twin_uniform=False)
+            if method == "qhyvit_twin":  # Q-HyViT given PTQ4ViT's twin-uniform quantizers (simulation only)
+                cfg = dataclasses.replace(cfg, twin_uniform=True)
             if method == "minmax":  # what the stock PT2E flow's min/max observers give, per-tensor weights
                 cfg = dataclasses.replace(cfg, act_estimator="minmax", per_channel=False)
             t0 = time.time()
@@ -246,6 +255,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="mobilevit_fmnist,efficientformer_fmnist")
     ap.add_argument("--parts", default="baselines,search,deploy,latency")
+    ap.add_argument("--methods", default="", help="part search: only these rows (comma-separated), the others kept")
     args = ap.parse_args()
     parts = args.parts.split(",")
     calib_u8 = calibration_images()
@@ -263,7 +273,8 @@ def main() -> None:
                 res.update(run_model(name, tmp, calib_u8))
                 save()
             if "search" in parts:
-                res["search_simulated"] = search_rows(name, calib_u8)
+                res["search_simulated"] = search_rows(name, calib_u8, set(filter(None, args.methods.split(","))),
+                                                      res.get("search_simulated"))
                 save()
             if "deploy" in parts:
                 res["qhyvit_calib32_w8a8"] = edgekit_rows(

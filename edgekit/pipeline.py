@@ -254,7 +254,8 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                                                  for t in cfg.targets)
         try:
             plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits,
-                               cfg.quant.per_channel, cfg.quant.activation_symmetric, cfg.quant.overrides)
+                               cfg.quant.per_channel, cfg.quant.activation_symmetric, cfg.quant.overrides,
+                               bool(getattr(cfg.quant, "twin_uniform", False)))  # PTQ4ViT's twin-uniform tensors
         except ValueError as e:
             raise UserError(f"{e}; fix --override or the config's [quant.overrides]") from None
         check = ALGORITHMS.get(cfg.method).check

@@ -38,6 +38,7 @@ class Constraints:
     weight_symmetric: bool | None = None
     activation_symmetric: bool | None = None
     weight_schemes: tuple[str, ...] = ("affine",)  # TensorQuant.scheme values its kernels run
+    activation_schemes: tuple[str, ...] = ("affine",)  # and of activations ("twin_uniform": simulation only)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class TargetProfile:
         return cls(d["name"], d["backend"], d["runtime"], d["artifact_format"], d.get("description", ""),
                    Constraints(tuple(c["weight_bits"]), tuple(c["activation_bits"]),
                                tuple(c["weight_granularity"]), c.get("weight_symmetric"),
-                               c.get("activation_symmetric"), tuple(c.get("weight_schemes", ("affine",)))),
+                               c.get("activation_symmetric"), tuple(c.get("weight_schemes", ("affine",))),
+                               tuple(c.get("activation_schemes", ("affine",)))),
                    d["placement"], d.get("default_tier"))
 
 
@@ -122,6 +124,10 @@ class Target:
                 raise UserError(f"target {self.name} cannot run tensor {aq.module} ({node}): activation bit width "
                                 f"{a.bits} is not one of {list(c.activation_bits)}; use --a-bits "
                                 f"{max(c.activation_bits)} or another --target")
+            if a.scheme not in c.activation_schemes:
+                raise UserError(f"target {self.name} cannot run tensor {aq.module} ({node}): {a.scheme} activations "
+                                f"are not one of {list(c.activation_schemes)}; use --target simulation, or a "
+                                "method with one scale per tensor")
             if c.activation_symmetric and not a.symmetric:
                 raise UserError(f"target {self.name} cannot run tensor {aq.module} ({node}): it needs symmetric "
                                 "activations (zero point 0)")

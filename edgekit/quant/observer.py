@@ -17,7 +17,7 @@ from torch import fx
 from torchao.quantization.pt2e.observer import ObserverBase
 
 from edgekit.models.canonical import get_attr_tensor
-from edgekit.quant.recipe import QuantRecipe, TensorQuant
+from edgekit.quant.recipe import TWIN, QuantRecipe, TensorQuant
 
 
 class RecipeObserver(ObserverBase):
@@ -71,6 +71,8 @@ def load_recipe_into(prepared: fx.GraphModule, recipe: QuantRecipe) -> None:
             what = f"activation {src.name}"
         if tq is None or not tq.filled:
             raise ValueError(f"the recipe has no quantization parameters for the {what}")
+        if tq.scheme == TWIN:  # a one-scale stand-in; simulate.twin_pairs puts the twin grid in its place
+            tq = dataclasses.replace(tq, scale=tq.scale[1:], zero_point=[0])
         if tq.symmetric != (obs.qscheme in (torch.per_tensor_symmetric, torch.per_channel_symmetric)) and src.op == "get_attr":
             raise ValueError(f"the {what} is {'symmetric' if tq.symmetric else 'affine'} in the recipe "
                              f"but the target quantizer wants {obs.qscheme}")

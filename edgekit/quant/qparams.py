@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from edgekit.quant.recipe import TensorQuant
+from edgekit.quant.recipe import TWIN, TensorQuant
 
 EPS = 2.0 ** -12  # smallest activation scale, as torchao's XNNPACK observers use
 # smallest weight scale. Not EPS: a BN-folded channel with a tiny gain (max |w| < 127 * 2^-12 =
@@ -26,7 +26,7 @@ def fill_affine(tq: TensorQuant, lo: float, hi: float) -> TensorQuant:
     else:
         scale = max((hi - lo) / (tq.quant_max - tq.quant_min), EPS)
         zp = int(min(max(tq.quant_min - round(lo / scale), tq.quant_min), tq.quant_max))
-    tq.scale, tq.zero_point, tq.range_min, tq.range_max = [scale], [zp], lo, hi
+    tq.scale, tq.zero_point, tq.range_min, tq.range_max, tq.scheme = [scale], [zp], lo, hi, "affine"
     return tq
 
 
@@ -39,6 +39,31 @@ def fill_unit_interval(tq: TensorQuant) -> TensorQuant:
     else:
         scale, zp = 1.0 / (tq.quant_max - tq.quant_min + 1), tq.quant_min
     tq.scale, tq.zero_point, tq.range_min, tq.range_max = [scale], [zp], 0.0, (tq.quant_max - zp) * scale
+    return tq
+
+
+def twin_fake_quant(x: torch.Tensor, scale_r1: float, scale_r2: float, bits: int, signed: bool) -> torch.Tensor:
+    """PTQ4ViT's twin-uniform quantize-dequantize (Yuan et al. 2022, Sec. 4.1, Eq. 5): two
+    uniform (bits - 1)-bit grids on one tensor, the remaining bit saying which one a value uses.
+    ``signed`` False (post-softmax, x in [0, 1]): R1 = [0, 2^(bits-1) * scale_r1) on scale_r1's
+    grid, the rest on scale_r2's, levels 0 .. 2^(bits-1) - 1 each. ``signed`` True (post-GELU):
+    the negative values on scale_r1's grid (levels -2^(bits-1) .. 0), the others on scale_r2's
+    (0 .. 2^(bits-1) - 1). float32 in and out, shape kept."""
+    n = 2 ** (bits - 1)
+    in_r1 = x < 0 if signed else x < n * scale_r1
+    lo1, hi1 = (-n, 0) if signed else (0, n - 1)
+    r1 = torch.clamp(torch.round(x / scale_r1), lo1, hi1) * scale_r1
+    r2 = torch.clamp(torch.round(x / scale_r2), 0, n - 1) * scale_r2
+    return torch.where(in_r1, r1, r2)
+
+
+def fill_twin(tq: TensorQuant, scale_r1: float, scale_r2: float, minimum: float = 0.0) -> TensorQuant:
+    """Make ``tq`` a twin-uniform entry (:func:`twin_fake_quant`): scale [scale_r1, scale_r2],
+    zero points 0, range [minimum, top of R2]; ``minimum`` < 0 makes it the signed (post-GELU)
+    form. Simulation only: no int8 runtime takes two scales on one tensor."""
+    top = (2 ** (tq.bits - 1) - 1) * scale_r2
+    tq.scheme, tq.granularity, tq.axis = TWIN, "per_tensor", None
+    tq.scale, tq.zero_point, tq.range_min, tq.range_max = [scale_r1, scale_r2], [0, 0], min(minimum, 0.0), top
     return tq
 
 
@@ -63,7 +88,10 @@ def rounded_integers(w: torch.Tensor, tq: TensorQuant) -> torch.Tensor:
 
 
 def fake_quant(x: torch.Tensor, tq: TensorQuant) -> torch.Tensor:
-    """Quantize-dequantize ``x`` with ``tq`` (per-channel along ``tq.axis``), float32 in and out."""
+    """Quantize-dequantize ``x`` with ``tq`` (per-channel along ``tq.axis``), float32 in and out;
+    a ``twin_uniform`` entry goes through :func:`twin_fake_quant`."""
+    if tq.scheme == TWIN:
+        return twin_fake_quant(x, tq.scale[0], tq.scale[1], tq.bits, tq.range_min < 0)
     scale, zp = tq.scale_tensor(), tq.zero_point_tensor().float()
     if tq.granularity == "per_channel":
         shape = [1] * x.dim()

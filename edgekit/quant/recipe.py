@@ -23,6 +23,13 @@ from edgekit.models.canonical import WEIGHTED_OPS, module_path
 #: (``edgekit.quant.qparams.fill_unit_interval``; TFLite's int8 SOFTMAX and LOGISTIC require it)
 FIXED_RANGE_OPS = {torch.ops.aten.softmax.int, torch.ops.aten._softmax.default, torch.ops.aten.sigmoid.default}
 
+#: TensorQuant.scheme of PTQ4ViT's twin-uniform activations (``edgekit.quant.qparams.twin_fake_quant``)
+TWIN = "twin_uniform"
+#: ops whose output takes a twin-uniform quantizer (PTQ4ViT, Sec. 4.1: post-softmax and post-GELU;
+#: SiLU's output has GELU's shape), each with the minimum of its output over the reals
+TWIN_OPS = {torch.ops.aten.softmax.int: 0.0, torch.ops.aten._softmax.default: 0.0,
+            torch.ops.aten.gelu.default: -0.16997, torch.ops.aten.silu.default: -0.27846}
+
 RECIPE_VERSION = 1
 ROUNDED_SUFFIX = ".weights.npz"
 BIAS_KEY = "bias/"  # corrected biases' keys in the .npz
@@ -189,12 +196,13 @@ def fixed_range_nodes(gm: fx.GraphModule) -> set[str]:
 
 def plan_recipe(gm: fx.GraphModule, method: str, w_bits: int, a_bits: int,
                 per_channel: bool = True, activation_symmetric: bool = False,
-                overrides: dict[str, dict] | None = None) -> QuantRecipe:
+                overrides: dict[str, dict] | None = None, twin_uniform: bool = False) -> QuantRecipe:
     """The recipe's layout before calibration: bit widths, granularity and symmetry of every
     weight (symmetric, narrow range) and activation (signed; affine, or symmetric with zero
     point 0 when ``activation_symmetric``: TensorRT's explicit quantization needs it) of the
-    canonical graph, then ``overrides`` (:func:`apply_overrides`). Raises ValueError for a bad
-    override."""
+    canonical graph, then ``overrides`` (:func:`apply_overrides`). ``twin_uniform``: the outputs
+    of ``TWIN_OPS`` take scheme ``TWIN`` (so targets that cannot run it refuse the plan before
+    any calibration). Raises ValueError for a bad override."""
     recipe = QuantRecipe(method, w_bits, a_bits)
     wmin, wmax = int_range(w_bits, narrow=True)
     amin, amax = int_range(a_bits)
@@ -205,7 +213,8 @@ def plan_recipe(gm: fx.GraphModule, method: str, w_bits: int, a_bits: int,
                 w_bits, gran, True, wmin, wmax, 0 if per_channel else None))
     for n in activation_nodes(gm):
         recipe.activations[n.name] = ActQuant(module_path(n) or n.name, TensorQuant(
-            a_bits, "per_tensor", activation_symmetric, amin, amax))
+            a_bits, "per_tensor", activation_symmetric, amin, amax,
+            scheme=TWIN if twin_uniform and n.op == "call_function" and n.target in TWIN_OPS else "affine"))
     if overrides:
         apply_overrides(recipe, gm, overrides)
     return recipe

@@ -38,8 +38,8 @@ from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 from edgekit.models.canonical import WEIGHTED_OPS, CanonicalModel, get_attr_tensor
 from edgekit.quant.algorithms.ptq import DATA_MOVEMENT_OPS as DATA_MOVEMENT
 from edgekit.quant.placement import ATTENTION_MATMULS, quantizer_for
-from edgekit.quant.qparams import WEIGHT_EPS, fake_quant, fill_affine, fill_unit_interval, fill_weight
-from edgekit.quant.recipe import QuantRecipe, TensorQuant, fixed_range_nodes
+from edgekit.quant.qparams import EPS, WEIGHT_EPS, fake_quant, fill_affine, fill_twin, fill_unit_interval, fill_weight
+from edgekit.quant.recipe import TWIN_OPS, QuantRecipe, TensorQuant, fixed_range_nodes
 
 METRICS = ("hessian", "cosine")
 
@@ -50,7 +50,10 @@ class SearchSpace:
     ``candidates`` values evenly spaced in [alpha_lo, alpha_hi] times the max-based scale.
     weight_granularities: of "per_channel" (each channel its own candidate) and "per_tensor".
     activation_schemes: True (symmetric, zero point 0) and/or False (asymmetric).
-    bridges: search the quantizers of bridge blocks jointly at the block outputs."""
+    bridges: search the quantizers of bridge blocks jointly at the block outputs.
+    twin_uniform: softmax, GELU and SiLU outputs get PTQ4ViT's twin-uniform quantizer
+    (:func:`edgekit.quant.qparams.twin_fake_quant`; simulation only), searched as
+    :func:`_search_twin` says."""
     metric: str = "hessian"
     alpha_lo: float = 0.01
     alpha_hi: float = 1.2
@@ -60,6 +63,7 @@ class SearchSpace:
     activation_schemes: tuple[bool, ...] = (True,)
     bridges: bool = False
     damping: float = 0.0
+    twin_uniform: bool = False
 
     def alphas(self) -> torch.Tensor:
         return torch.linspace(self.alpha_lo, self.alpha_hi, self.candidates)
@@ -422,23 +426,31 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
     if canonical.batch is not None and len(chunks[-1]) < step:
         chunks[-1] = torch.cat([chunks[-1], chunks[-1][-1:].expand(step - len(chunks[-1]), *images.shape[1:])])
     graph.record(chunks, keep, grads_at)
-    unit = fixed_range_nodes(graph.gm) & set(recipe.activations)
+    twins = _twin_minimums(graph, recipe) if space.twin_uniform else {}
+    unit = fixed_range_nodes(graph.gm) & set(recipe.activations) - set(twins)
     for name in unit:
         fill_unit_interval(recipe.activations[name].quant)
     fixed = set(fixed) | unit
+    for name, minimum in twins.items():  # the start: R1 as _search_twin fixes it, R2 max-based; a
+        # softmax's R1 2^-7 of R2 (PTQ4ViT's code starts at a split of 0.01); a start with one grid
+        # biases small probabilities up, and the matmul's other operand is then searched against that bias
+        n = 2 ** (recipe.activations[name].quant.bits - 1)
+        top = 1.0 if minimum == 0 else max(graph.ranges[name][1], EPS)
+        fill_twin(recipe.activations[name].quant, -minimum / n if minimum else top / (n - 1) / 2 ** 7,
+                  top / (n - 1), minimum)
     # the model's outputs keep their whole range: a clipped logit ties with its neighbours, a
     # large error the second-order estimate does not see (confident images weigh ~0 in the KL)
     out_node = next(n for n in graph.gm.graph.nodes if n.op == "output")
     outputs = {graph.roots.get(_source_of(a, graph.probes).name)
                for a in torch.utils._pytree.tree_leaves(out_node.args) if isinstance(a, fx.Node)} - {None}
-    for name in outputs - fixed:
+    for name in outputs - fixed - set(twins):
         if name in graph.ranges:
             recipe.activations[name].quant.symmetric = False not in space.activation_schemes
             fill_affine(recipe.activations[name].quant, *graph.ranges[name])
     fixed |= outputs
     # the start: max-based scales, symmetric (Q-HyViT Sec. IV-A), the fixed ranges kept
     for name, aq in recipe.activations.items():
-        if graph.roots.get(name) == name and name not in fixed and name in graph.ranges:
+        if graph.roots.get(name) == name and name not in fixed and name not in twins and name in graph.ranges:
             aq.quant.symmetric = space.activation_schemes[0]
             fill_affine(aq.quant, *graph.ranges[name])
     for lq in recipe.layers.values():
@@ -457,13 +469,15 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
                     kind, key = probe.key
                     if kind == "w":
                         _search_weight(probe.tq, weights[p], region, scorer, space, alphas)
+                    elif key in twins:
+                        _search_twin(probe.tq, twins[key], graph.ranges[key], region, scorer, alphas)
                     elif key not in fixed and key in graph.ranges:
                         _search_activation(probe.tq, graph.ranges[key], region, scorer, space, alphas)
     for name, aq in recipe.activations.items():  # shared parameters, then the unquantized tensors
         root = graph.roots.get(name, name)
         if root != name and recipe.activations[root].quant.filled:
             src = recipe.activations[root].quant
-            aq.quant.symmetric = src.symmetric
+            aq.quant.symmetric, aq.quant.scheme = src.symmetric, src.scheme
             aq.quant.scale, aq.quant.zero_point = list(src.scale), list(src.zero_point)
             aq.quant.range_min, aq.quant.range_max = src.range_min, src.range_max
         elif not aq.quant.filled:
@@ -475,6 +489,44 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
             lq.weight.granularity, lq.weight.axis = "per_channel", 0  # a layer the placement leaves float
             fill_weight(lq.weight, get_attr_tensor(graph.gm, nodes[name].args[1]))
     return _task_loss(graph, chunks)
+
+
+def _twin_minimums(graph: _Graph, recipe: QuantRecipe) -> dict[str, float]:
+    """Recipe activations that take a twin-uniform quantizer (outputs of ``TWIN_OPS`` that
+    share no parameters with another tensor), each with the minimum of its values: softmax
+    outputs (0.0) and GELU/SiLU outputs (the function's minimum). PTQ4ViT (Sec. 4.1) names
+    post-softmax and post-GELU values; SiLU's have the same shape (a small negative tail, a long
+    positive one), so a MobileViT's SiLU outputs get the post-GELU form."""
+    out = {}
+    for n in graph.gm.graph.nodes:
+        if (n.op == "call_function" and n.target in TWIN_OPS and n.name in recipe.activations
+                and graph.roots.get(n.name) == n.name and n.name in graph.ranges):
+            out[n.name] = TWIN_OPS[n.target]
+    return out
+
+
+def _search_twin(tq: TensorQuant, minimum: float, rng: list[float], region: _Region, scorer: _Scorer,
+                 alphas: list[float]) -> None:
+    """PTQ4ViT's search of a twin-uniform quantizer (Sec. 4.1-4.2), n = 2^(bits-1) levels per
+    range. Post-softmax (``minimum`` 0): R2's scale fixed at 1 / (n - 1), so R2 covers [0, 1];
+    R1's scale is R2's / 2^m for m = 0 .. 19 (the power-of-two ratio that lets hardware compare
+    the two ranges with a shift; PTQ4ViT's public code uses the same 20 candidates). Post-GELU:
+    R1's scale fixed so that its n levels cover [minimum, 0]; R2's scale ``alphas`` times the
+    max-based one (n - 1 levels over the observed maximum)."""
+    n = 2 ** (tq.bits - 1)
+    if minimum == 0:
+        top = 1.0 / (n - 1)
+        candidates = [(top / 2 ** m, top) for m in range(20)]
+    else:
+        low = -minimum / n
+        candidates = [(low, max(a * rng[1] / (n - 1), EPS)) for a in alphas]
+    best = (math.inf, candidates[0])
+    for r1, r2 in candidates:
+        fill_twin(tq, r1, r2, minimum)
+        e = float(scorer.error(region))
+        if e < best[0]:
+            best = (e, (r1, r2))
+    fill_twin(tq, *best[1], minimum)
 
 
 def _task_loss(graph: _Graph, chunks: list[torch.Tensor]) -> float:

@@ -10,7 +10,8 @@ from torchao.quantization.pt2e.quantizer import Quantizer
 
 from edgekit.models.canonical import CanonicalModel, get_attr_tensor, run_batched, set_attr_tensor  # noqa: F401  (re-exported)
 from edgekit.quant.observer import load_recipe_into
-from edgekit.quant.recipe import QuantRecipe
+from edgekit.quant.qparams import twin_fake_quant
+from edgekit.quant.recipe import TWIN, QuantRecipe
 
 
 def quantize_with_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantizer: Quantizer,
@@ -20,9 +21,39 @@ def quantize_with_recipe(canonical: CanonicalModel, recipe: QuantRecipe, quantiz
     Returns a GraphModule with quantize/dequantize ops: float32 [N, C, H, W] -> float32 outputs [N, ...].
     Raises ValueError when the recipe lacks a tensor the quantizer wants quantized.
     """
+    twins = {k for k, a in recipe.activations.items() if a.quant.scheme == TWIN}
+    if twins and fold_quantize:
+        raise ValueError(f"twin-uniform activations ({sorted(twins)[0]}, ...) are simulation only: "
+                         "no int8 runtime takes two scales on one tensor")
     prepared = prepare_pt2e(with_rounded_weights(canonical.graph_module, recipe), quantizer)
     load_recipe_into(prepared, recipe)
-    return convert_pt2e(prepared, fold_quantize=fold_quantize)
+    converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    return twin_pairs(converted, recipe) if twins else converted
+
+
+def twin_pairs(gm: fx.GraphModule, recipe: QuantRecipe) -> fx.GraphModule:
+    """Replace each quantize_per_tensor -> dequantize_per_tensor pair on a tensor whose recipe
+    entry is twin-uniform with :func:`edgekit.quant.qparams.twin_fake_quant` (PTQ4ViT, Sec. 4.1),
+    its two scales from the recipe. Returns ``gm``, recompiled."""
+    g = gm.graph
+    for dq in list(g.nodes):
+        if dq.op != "call_function" or dq.target != _OPS.dequantize_per_tensor.default:
+            continue
+        q = dq.args[0]
+        if not (isinstance(q, fx.Node) and q.target == _OPS.quantize_per_tensor.default):
+            continue
+        entry = recipe.activations.get(q.args[0].name)
+        if entry is None or entry.quant.scheme != TWIN:
+            continue
+        tq = entry.quant
+        with g.inserting_before(dq):
+            tw = g.call_function(twin_fake_quant, (q.args[0], tq.scale[0], tq.scale[1], tq.bits, tq.range_min < 0))
+        tw.meta = dict(dq.meta)
+        dq.replace_all_uses_with(tw)
+        g.erase_node(dq)
+    g.eliminate_dead_code()
+    gm.recompile()
+    return gm
 
 
 _OPS = torch.ops.quantized_decomposed

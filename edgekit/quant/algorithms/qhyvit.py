@@ -42,7 +42,9 @@ class ScaleSearchConfig(QuantConfig):
     damping: the Hessian metric weighs each output element by g^2 + damping * mean(g^2)
     (Levenberg-Marquardt damping of the diagonal Fisher; 0 is the papers' undamped form); a
     list searches once per value and keeps the recipe whose quantized model is closest to FP32
-    on the calibration images (KL of the softmax, :func:`scale_search.search`'s return)."""
+    on the calibration images (KL of the softmax, :func:`scale_search.search`'s return).
+    twin_uniform: PTQ4ViT's twin-uniform quantizers on softmax, GELU and SiLU outputs
+    (simulation only: only the ``simulation`` target runs such a recipe)."""
     calib_images: int = 32
     metric: str = "hessian"
     alpha_lo: float = 0.01
@@ -53,6 +55,7 @@ class ScaleSearchConfig(QuantConfig):
     activation_schemes: tuple[str, ...] = ("symmetric", "asymmetric")
     bridges: bool = True
     damping: tuple[float, ...] | float = (0.0, 100.0)
+    twin_uniform: bool = False
 
 
 def _space(cfg) -> SearchSpace:
@@ -68,7 +71,8 @@ def _space(cfg) -> SearchSpace:
         grans = ("per_tensor",)
     else:
         grans = tuple(cfg.weight_granularities)
-    return SearchSpace(cfg.metric, cfg.alpha_lo, cfg.alpha_hi, cfg.candidates, cfg.rounds, grans, schemes, cfg.bridges)
+    return SearchSpace(cfg.metric, cfg.alpha_lo, cfg.alpha_hi, cfg.candidates, cfg.rounds, grans, schemes, cfg.bridges,
+                       twin_uniform=bool(cfg.twin_uniform))
 
 
 def _dampings(cfg) -> tuple[float, ...]:
@@ -86,7 +90,8 @@ def searched_recipe(canonical: CanonicalModel, cfg, calib: CalibrationSource, me
     search each (from the same start), keeping the recipe whose quantized model has the lowest
     loss against FP32 on those images. Raises UserError for a bad search option."""
     gm = canonical.graph_module
-    recipe = plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, True, bool(cfg.activation_symmetric), cfg.overrides)
+    recipe = plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, True, bool(cfg.activation_symmetric), cfg.overrides,
+                         bool(cfg.twin_uniform))
     fixed = set()
     if canonical.input_bounds is not None:
         for n in gm.graph.nodes:
