@@ -43,8 +43,11 @@ def test_placement_gives_that_backends_quantizer():
     from edgekit.quant.placement import quantizer_for
     from edgekit.quant.recipe import QuantRecipe
     r = QuantRecipe("test", 8, 8)
-    assert isinstance(quantizer_for("xnnpack", r), XNNPACKQuantizer)
-    from edgekit.quant.placement import TransformerOps
+    from edgekit.quant.placement import PadsIntoConvs, TransformerOps
+    xnn = quantizer_for("xnnpack", r)
+    assert isinstance(xnn, PadsIntoConvs) and isinstance(xnn.base, XNNPACKQuantizer)
+    assert isinstance(quantizer_for("qdq", r), XNNPACKQuantizer)
+    assert TARGETS.get("onnx-qdq").profile.placement == "qdq"
     for q in (quantizer_for("litert", r), TARGETS.get("litert").quantizer(r)):
         assert isinstance(q, TransformerOps) and isinstance(q.base, PT2EQuantizer)
     with pytest.raises(UserError, match="unknown placement policy 'qnn'"):

@@ -6,7 +6,8 @@ its TOML profile (``placement = "xnnpack"``); algorithms that need the quantized
 reconstruction) and the simulation receive the placement by name, so no algorithm names a backend.
 
 Registered: ``xnnpack`` (ExecuTorch's XNNPACKQuantizer, symmetric int8 weights, affine int8
-activations; also what the onnx-qdq target uses), ``litert`` (litert-torch's PT2EQuantizer,
+activations, with :class:`PadsIntoConvs`), ``qdq`` (the XNNPACKQuantizer as it is: the onnx-qdq
+target's), ``litert`` (litert-torch's PT2EQuantizer,
 TFLite's fused patterns, with :class:`IntegerNorms`: its converter fuses dequantize -> op ->
 quantize into int8 BATCH_MATMUL and SOFTMAX, and LayerNorm and SiLU are decomposed into ops it
 has int8 kernels for (MEAN, RSQRT, MUL, ADD, LOGISTIC), each with q/dq), and ``full-integer`` (the simulation's: the XNNPACK patterns plus the
@@ -41,10 +42,68 @@ def quantizer_for(placement: str, recipe: QuantRecipe):
     return PLACEMENTS.get(placement).make(per_channel)
 
 
-def _xnnpack(per_channel: bool):
+def _xnnpack_quantizer(per_channel: bool):
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer, get_symmetric_quantization_config)
     return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+
+
+PAD_OPS = {torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default}
+
+
+def _zero_spatial_pad(n: torch.fx.Node) -> bool:
+    """A constant pad with value 0 of at most the two last dims, no cropping, read by one op."""
+    if n.target is torch.ops.aten.pad.default:
+        mode = n.kwargs.get("mode", n.args[2] if len(n.args) > 2 else "constant")
+        value = n.kwargs.get("value", n.args[3] if len(n.args) > 3 else None)
+    else:
+        mode, value = "constant", n.kwargs.get("value", n.args[2] if len(n.args) > 2 else 0.0)
+    pads = list(n.args[1])
+    return mode == "constant" and not value and len(pads) <= 4 and min(pads, default=0) >= 0 and len(n.users) == 1
+
+
+class PadsIntoConvs(Quantizer):
+    """A base PT2E quantizer, then each zero constant pad read only by a conv2d (TensorFlow's
+    "same" padding, written as F.pad by converted models) quantized at its input instead of the
+    conv's: dequantize -> pad -> conv, with no quantize/dequantize between pad and conv. That is
+    the pattern ExecuTorch's XNNPACK partitioner folds into the int8 convolution; with the conv's
+    input quantized (XNNPACKQuantizer's choice) the pad runs in fp32 between a dequantize and a
+    quantize (on an MLPerf Tiny MobileNet, 27 such pads took about half the int8 .pte's time).
+    A zero pad of int8 values is the zero point, so the integers are the same."""
+
+    def __init__(self, base: Quantizer) -> None:
+        super().__init__()
+        self.base = base
+
+    def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        return self.base.transform_for_annotation(model)
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+        self.base.annotate(model)
+        for n in model.graph.nodes:
+            pad = n.args[0] if n.op == "call_function" and n.target is torch.ops.aten.conv2d.default else None
+            if not (isinstance(pad, torch.fx.Node) and pad.op == "call_function" and pad.target in PAD_OPS
+                    and _zero_spatial_pad(pad) and pad.meta.get("quantization_annotation") is None):
+                continue
+            ann = n.meta.get("quantization_annotation")
+            if ann is None or pad not in ann.input_qspec_map:
+                continue
+            spec = ann.input_qspec_map.pop(pad)
+            pad.meta["quantization_annotation"] = QuantizationAnnotation({pad.args[0]: spec}, None, _annotated=True)
+        return model
+
+    def validate(self, model: torch.fx.GraphModule) -> None:
+        self.base.validate(model)
+
+    def __getattr__(self, name: str):  # the base's configuration (global_config, ...)
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
+def _xnnpack(per_channel: bool):
+    return PadsIntoConvs(_xnnpack_quantizer(per_channel))
 
 
 def _litert(per_channel: bool):
@@ -118,7 +177,10 @@ def _full_integer(per_channel: bool):
     return TransformerOps(_xnnpack(per_channel))
 
 
-PLACEMENTS.register("xnnpack", Placement("xnnpack", "ExecuTorch XNNPACKQuantizer patterns", _xnnpack))
+PLACEMENTS.register("xnnpack", Placement("xnnpack", "ExecuTorch XNNPACKQuantizer patterns, zero pads before a conv "
+                                         "quantized at their input (folded into the int8 conv)", _xnnpack))
+PLACEMENTS.register("qdq", Placement("qdq", "ExecuTorch XNNPACKQuantizer patterns as they are (ONNX QDQ: "
+                                     "onnxruntime fuses DQ -> Conv, not DQ -> Pad -> Conv)", _xnnpack_quantizer))
 PLACEMENTS.register("litert", Placement("litert", "litert-torch PT2EQuantizer (TFLite fused patterns) plus attention "
                                         "matmuls, softmax, and LayerNorm/SiLU decomposed into int8 MEAN, RSQRT, "
                                         "MUL, ADD, LOGISTIC",
