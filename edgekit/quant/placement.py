@@ -48,6 +48,23 @@ def _xnnpack_quantizer(per_channel: bool):
     return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
 
 
+class OnTopOf(Quantizer):
+    """A PT2E quantizer that annotates after a ``base`` quantizer and otherwise is that base
+    (its validation, its configuration: litert-torch reads ``global_config``)."""
+
+    def __init__(self, base: Quantizer) -> None:
+        super().__init__()
+        self.base = base
+
+    def validate(self, model: torch.fx.GraphModule) -> None:
+        self.base.validate(model)
+
+    def __getattr__(self, name: str):
+        if name == "base":
+            raise AttributeError(name)
+        return getattr(self.base, name)
+
+
 PAD_OPS = {torch.ops.aten.pad.default, torch.ops.aten.constant_pad_nd.default}
 
 
@@ -62,7 +79,7 @@ def _zero_spatial_pad(n: torch.fx.Node) -> bool:
     return mode == "constant" and not value and len(pads) <= 4 and min(pads, default=0) >= 0 and len(n.users) == 1
 
 
-class PadsIntoConvs(Quantizer):
+class PadsIntoConvs(OnTopOf):
     """A base PT2E quantizer, then each zero constant pad read only by a conv2d (TensorFlow's
     "same" padding, written as F.pad by converted models) quantized at its input instead of the
     conv's: dequantize -> pad -> conv, with no quantize/dequantize between pad and conv. That is
@@ -70,10 +87,6 @@ class PadsIntoConvs(Quantizer):
     input quantized (XNNPACKQuantizer's choice) the pad runs in fp32 between a dequantize and a
     quantize (on an MLPerf Tiny MobileNet, 27 such pads took about half the int8 .pte's time).
     A zero pad of int8 values is the zero point, so the integers are the same."""
-
-    def __init__(self, base: Quantizer) -> None:
-        super().__init__()
-        self.base = base
 
     def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
         return self.base.transform_for_annotation(model)
@@ -93,14 +106,6 @@ class PadsIntoConvs(Quantizer):
             pad.meta["quantization_annotation"] = QuantizationAnnotation({pad.args[0]: spec}, None, _annotated=True)
         return model
 
-    def validate(self, model: torch.fx.GraphModule) -> None:
-        self.base.validate(model)
-
-    def __getattr__(self, name: str):  # the base's configuration (global_config, ...)
-        if name == "base":
-            raise AttributeError(name)
-        return getattr(self.base, name)
-
 
 def _xnnpack(per_channel: bool):
     return PadsIntoConvs(_xnnpack_quantizer(per_channel))
@@ -117,7 +122,7 @@ OUTPUT_ONLY_OPS = FIXED_RANGE_OPS | {torch.ops.aten.layer_norm.default, torch.op
                                     torch.ops.aten.silu.default}
 
 
-class TransformerOps(Quantizer):
+class TransformerOps(OnTopOf):
     """A base PT2E quantizer, then the transformer ops it left unannotated: activation x
     activation matmuls (q@kᵀ, attn@v: both inputs and the output), and the outputs of softmax,
     sigmoid, LayerNorm, GELU and SiLU. Softmax and sigmoid outputs take the fixed range [0, 1)
@@ -125,8 +130,7 @@ class TransformerOps(Quantizer):
     each artifact's ``float_ops``."""
 
     def __init__(self, base: Quantizer) -> None:
-        super().__init__()
-        self.base = base
+        super().__init__(base)
         self.act = base.global_config.input_activation  # the base's own activation spec
 
     def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -143,14 +147,6 @@ class TransformerOps(Quantizer):
                 continue
             n.meta["quantization_annotation"] = QuantizationAnnotation(inputs, self.act, _annotated=True)
         return model
-
-    def validate(self, model: torch.fx.GraphModule) -> None:
-        self.base.validate(model)
-
-    def __getattr__(self, name: str):  # the base's configuration (litert-torch reads global_config)
-        if name == "base":
-            raise AttributeError(name)
-        return getattr(self.base, name)
 
 
 class IntegerNorms(TransformerOps):
