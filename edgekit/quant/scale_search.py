@@ -39,7 +39,7 @@ from edgekit.models.canonical import WEIGHTED_OPS, CanonicalModel, get_attr_tens
 from edgekit.quant.algorithms.ptq import DATA_MOVEMENT_OPS as DATA_MOVEMENT
 from edgekit.quant.placement import ATTENTION_MATMULS, quantizer_for
 from edgekit.quant.qparams import EPS, WEIGHT_EPS, fake_quant, fill_affine, fill_twin, fill_unit_interval, fill_weight
-from edgekit.quant.recipe import TWIN_OPS, QuantRecipe, TensorQuant, fixed_range_nodes
+from edgekit.quant.recipe import TWIN, TWIN_OPS, QuantRecipe, TensorQuant, fixed_range_nodes
 
 METRICS = ("hessian", "cosine")
 
@@ -51,9 +51,8 @@ class SearchSpace:
     weight_granularities: of "per_channel" (each channel its own candidate) and "per_tensor".
     activation_schemes: True (symmetric, zero point 0) and/or False (asymmetric).
     bridges: search the quantizers of bridge blocks jointly at the block outputs.
-    twin_uniform: softmax, GELU and SiLU outputs get PTQ4ViT's twin-uniform quantizer
-    (:func:`edgekit.quant.qparams.twin_fake_quant`; simulation only), searched as
-    :func:`_search_twin` says."""
+    Recipe entries planned twin-uniform (``plan_recipe(..., twin_uniform=True)``) get PTQ4ViT's
+    twin-uniform quantizer (simulation only), searched as :func:`_search_twin` says."""
     metric: str = "hessian"
     alpha_lo: float = 0.01
     alpha_hi: float = 1.2
@@ -63,7 +62,6 @@ class SearchSpace:
     activation_schemes: tuple[bool, ...] = (True,)
     bridges: bool = False
     damping: float = 0.0
-    twin_uniform: bool = False
 
     def alphas(self) -> torch.Tensor:
         return torch.linspace(self.alpha_lo, self.alpha_hi, self.candidates)
@@ -408,7 +406,8 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
 
     images: calibration inputs float32 [N, C, H, W], run in chunks the program accepts.
     fixed: activation entries whose parameters are already final (the input's range when the
-    preprocessing is known); softmax and sigmoid outputs are always fixed (``fill_unit_interval``).
+    preprocessing is known); softmax and sigmoid outputs are fixed (``fill_unit_interval``) unless
+    planned twin-uniform.
     Returns the quantized model's loss against FP32 on ``images`` (KL of the softmax for
     logits [N, K], else relative squared error), summed over images.
     Raises ValueError for an unknown metric.
@@ -426,7 +425,7 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
     if canonical.batch is not None and len(chunks[-1]) < step:
         chunks[-1] = torch.cat([chunks[-1], chunks[-1][-1:].expand(step - len(chunks[-1]), *images.shape[1:])])
     graph.record(chunks, keep, grads_at)
-    twins = _twin_minimums(graph, recipe) if space.twin_uniform else {}
+    twins = _twin_minimums(graph, recipe)
     unit = fixed_range_nodes(graph.gm) & set(recipe.activations) - set(twins)
     for name in unit:
         fill_unit_interval(recipe.activations[name].quant)
@@ -492,14 +491,15 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
 
 
 def _twin_minimums(graph: _Graph, recipe: QuantRecipe) -> dict[str, float]:
-    """Recipe activations that take a twin-uniform quantizer (outputs of ``TWIN_OPS`` that
-    share no parameters with another tensor), each with the minimum of its values: softmax
+    """Recipe activations planned twin-uniform (scheme ``TWIN``: outputs of ``TWIN_OPS``) that
+    share no parameters with another tensor, each with the minimum of its values: softmax
     outputs (0.0) and GELU/SiLU outputs (the function's minimum). PTQ4ViT (Sec. 4.1) names
     post-softmax and post-GELU values; SiLU's have the same shape (a small negative tail, a long
     positive one), so a MobileViT's SiLU outputs get the post-GELU form."""
     out = {}
     for n in graph.gm.graph.nodes:
         if (n.op == "call_function" and n.target in TWIN_OPS and n.name in recipe.activations
+                and recipe.activations[n.name].quant.scheme == TWIN
                 and graph.roots.get(n.name) == n.name and n.name in graph.ranges):
             out[n.name] = TWIN_OPS[n.target]
     return out

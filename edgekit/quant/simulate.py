@@ -36,27 +36,35 @@ def twin_pairs(gm: fx.GraphModule, recipe: QuantRecipe) -> fx.GraphModule:
     entry is twin-uniform with :func:`edgekit.quant.qparams.twin_fake_quant` (PTQ4ViT, Sec. 4.1),
     its two scales from the recipe. Returns ``gm``, recompiled."""
     g = gm.graph
-    for dq in list(g.nodes):
-        if dq.op != "call_function" or dq.target != _OPS.dequantize_per_tensor.default:
-            continue
-        q = dq.args[0]
-        if not (isinstance(q, fx.Node) and q.target == _OPS.quantize_per_tensor.default):
-            continue
+    for q, dq in _per_tensor_pairs(g):
         entry = recipe.activations.get(q.args[0].name)
-        if entry is None or entry.quant.scheme != TWIN:
-            continue
-        tq = entry.quant
-        with g.inserting_before(dq):
-            tw = g.call_function(twin_fake_quant, (q.args[0], tq.scale[0], tq.scale[1], tq.bits, tq.range_min < 0))
-        tw.meta = dict(dq.meta)
-        dq.replace_all_uses_with(tw)
-        g.erase_node(dq)
+        if entry is not None and entry.quant.scheme == TWIN:
+            tq = entry.quant
+            _replace_pair(g, dq, twin_fake_quant, (q.args[0], tq.scale[0], tq.scale[1], tq.bits, tq.range_min < 0))
     g.eliminate_dead_code()
     gm.recompile()
     return gm
 
 
 _OPS = torch.ops.quantized_decomposed
+
+
+def _per_tensor_pairs(g: fx.Graph):
+    """(quantize_per_tensor, dequantize_per_tensor) node pairs: each dequantize that reads a quantize."""
+    for dq in list(g.nodes):
+        if dq.op == "call_function" and dq.target == _OPS.dequantize_per_tensor.default:
+            q = dq.args[0]
+            if isinstance(q, fx.Node) and q.op == "call_function" and q.target == _OPS.quantize_per_tensor.default:
+                yield q, dq
+
+
+def _replace_pair(g: fx.Graph, dq: fx.Node, fn, args: tuple) -> None:
+    """Put ``fn(*args)`` where the dequantize ``dq`` was (its quantize is left to dead-code elimination)."""
+    with g.inserting_before(dq):
+        new = g.call_function(fn, args)
+    new.meta = dict(dq.meta)
+    dq.replace_all_uses_with(new)
+    g.erase_node(dq)
 
 
 def fake_quant(x: torch.Tensor, inv_scale: float, lo: float, hi: float, scale: float) -> torch.Tensor:
@@ -74,19 +82,11 @@ def fused_for_simulation(gm: fx.GraphModule) -> fx.GraphModule:
     each weight's quantize -> dequantize per channel is computed once into a constant. Not for
     lowering (backends match the q/dq pairs). Returns ``gm``."""
     g = gm.graph
-    for dq in list(g.nodes):
-        if dq.op != "call_function" or dq.target != _OPS.dequantize_per_tensor.default:
-            continue
-        q = dq.args[0]
-        if (isinstance(q, fx.Node) and q.op == "call_function" and q.target == _OPS.quantize_per_tensor.default
-                and tuple(q.args[1:]) == tuple(dq.args[1:]) and not dq.kwargs
+    for q, dq in _per_tensor_pairs(g):
+        if (tuple(q.args[1:]) == tuple(dq.args[1:]) and not dq.kwargs
                 and isinstance(q.args[1], float) and isinstance(q.args[2], int)):
-            with g.inserting_before(dq):
-                scale, zp, qmin, qmax = q.args[1:5]
-                fq = g.call_function(fake_quant, (q.args[0], 1.0 / scale, float(qmin - zp), float(qmax - zp), scale))
-            fq.meta = dict(dq.meta)
-            dq.replace_all_uses_with(fq)
-            g.erase_node(dq)
+            scale, zp, qmin, qmax = q.args[1:5]
+            _replace_pair(g, dq, fake_quant, (q.args[0], 1.0 / scale, float(qmin - zp), float(qmax - zp), scale))
     for i, dq in enumerate(list(g.nodes)):
         if dq.op != "call_function" or dq.target != _OPS.dequantize_per_channel.default:
             continue

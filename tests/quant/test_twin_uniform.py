@@ -121,3 +121,20 @@ def test_cli_ptq4vit_refuses_a_deployable_target_before_calibration_and_falls_ba
     assert [a["runtime"] for a in manifest["artifacts"]] == ["simulation"]
     recipe = json.loads((out / "recipe.json").read_text())
     assert any(a["quant"]["scheme"] == TWIN for a in recipe["activations"].values())
+
+
+def test_ptq4vit_on_a_users_pt2_with_its_own_normalisation(tmp_path):
+    """A user's hybrid (torch's TransformerEncoderLayer, fused attention) exported the usual way at
+    batch 1, with MNIST's mean and std: its GELU output gets the signed twin-uniform form (R1
+    covering [min GELU, 0]); the softmax inside fused attention has no tensor of its own."""
+    from edgekit import api
+    from tests.quant.test_qhyvit import UserHybrid
+    torch.manual_seed(0)
+    path = tmp_path / "user_hybrid.pt2"
+    torch.export.save(torch.export.export(UserHybrid().eval(), (torch.randn(1, 1, 28, 28),)), str(path))
+    recipe = api.quantize(str(path), PTQ4ViTConfig(candidates=6, rounds=1), torch.rand(8, 1, 28, 28),
+                          mean=[0.1307], std=[0.3081], pixel_scale=1 / 255, placement="full-integer")
+    gelu = recipe.activations["gelu"].quant
+    assert gelu.scheme == TWIN and gelu.range_min < 0
+    n = 2 ** (gelu.bits - 1)
+    assert gelu.scale[0] == pytest.approx(-TWIN_OPS[torch.ops.aten.gelu.default] / n)

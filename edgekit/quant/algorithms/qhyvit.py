@@ -71,8 +71,7 @@ def _space(cfg) -> SearchSpace:
         grans = ("per_tensor",)
     else:
         grans = tuple(cfg.weight_granularities)
-    return SearchSpace(cfg.metric, cfg.alpha_lo, cfg.alpha_hi, cfg.candidates, cfg.rounds, grans, schemes, cfg.bridges,
-                       twin_uniform=bool(cfg.twin_uniform))
+    return SearchSpace(cfg.metric, cfg.alpha_lo, cfg.alpha_hi, cfg.candidates, cfg.rounds, grans, schemes, cfg.bridges)
 
 
 def _dampings(cfg) -> tuple[float, ...]:
