@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from edgekit.backends.base import Artifact, captured_output
+from edgekit.backends.base import Artifact, Target, captured_output
 from edgekit.config import QuantConfig, RunConfig, SynthConfig
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
@@ -147,7 +147,8 @@ def export(model, recipe: QuantRecipe | None, target: str, path: str | os.PathLi
             art = t.lower(canonical, recipe, Path(tmp), path.stem)
         side = {}
         for key, p in art.side_files.items():
-            dest = path.with_suffix(p.suffix)
+            tail = p.name[len(art.path.stem):] if p.name.startswith(art.path.stem) else p.suffix
+            dest = path.with_name(path.stem + tail)  # model.float.onnx, model.encodings beside model.onnx
             os.replace(p, dest)
             side[key] = dest
         os.replace(art.path, path)
@@ -177,7 +178,7 @@ def evaluate(artifact: Artifact | str | os.PathLike, images: torch.Tensor, *, la
     out, seconds = run_artifact(target, path, images, progress, canonical.batch if canonical else None)
     fp32 = float_outputs(canonical, images) if canonical is not None else None
     sim = simulated_outputs(canonical, recipe, target, images) if canonical is not None and recipe is not None else None
-    return score(TASKS.get(task), path.name, target.profile.runtime, images, out, labels, fp32, sim, seconds)
+    return score(TASKS.get(task), path.name, target.check_runtime, images, out, labels, fp32, sim, seconds)
 
 
 def profile(artifact: Artifact | str | os.PathLike, runs: int = 50, warmup_runs: int = 10,
@@ -192,6 +193,26 @@ def profile(artifact: Artifact | str | os.PathLike, runs: int = 50, warmup_runs:
     from edgekit.profiling.transports import profile_artifact
     path = artifact.path if isinstance(artifact, Artifact) else artifact
     return profile_artifact(path, device, runtime, warmup_runs, runs, threads, trace_ops, **transport_options)
+
+
+def check_rules(path: str | os.PathLike, target: str) -> list:
+    """The vendor rules of ``target`` (``tensorrt``, ``qnn-htp``) that the ONNX file at ``path``
+    (edgekit's or anyone's) breaks: a list of ``edgekit.backends.onnx_rules.Violation`` (node,
+    rule, detail, severity "error" or "advice"); empty when it passes. What ``edgekit targets
+    check`` runs. Raises UserError for a missing or non-ONNX file, or a target without rules."""
+    from edgekit.runtimes.checks import check_artifact
+    t = TARGETS.get(target)
+    p = Path(path).expanduser()
+    if p.suffix.lower() != ".onnx":
+        raise UserError(f"{p.name}: give an .onnx file (the rules checkers read ONNX Q/DQ models)")
+    check_artifact(p)
+    try:
+        return t.rules(p)
+    except NotImplementedError:
+        have = [n for n in TARGETS.names() if type(TARGETS.get(n)).rules is not Target.rules]
+        raise UserError(f"target {target} has no rules checker; use --target {' or '.join(have)}") from None
+    except ValueError as e:
+        raise UserError(f"{e}; give an ONNX model") from None
 
 
 def run(config: RunConfig, out: str | os.PathLike, *, input_shape: tuple[int, ...] | None = None,

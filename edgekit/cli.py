@@ -270,11 +270,37 @@ def targets() -> None:
 
 @targets.command("list")
 def targets_list() -> None:
-    """List the known targets."""
+    """For every target: what it runs (bits, granularity, symmetry), the artifact it writes,
+    how it is checked on this machine, and what a device needs."""
+    from edgekit.backends.base import Target
     from edgekit.registry import TARGETS
     for name in TARGETS.names():
-        p = TARGETS.get(name).profile
-        click.echo(f"{name:22s} .{p.artifact_format:7s} {p.description}")
+        t = TARGETS.get(name)
+        p, c = t.profile, t.profile.constraints
+        sym = {True: "symmetric", False: "affine", None: "any"}
+        checks = [f"run in {t.check_runtime}"] + (["rules checker"] if type(t).rules is not Target.rules else [])
+        click.echo(f"{name}  (.{p.artifact_format}) {p.description}")
+        click.echo(f"    weights: {'/'.join(map(str, c.weight_bits))}-bit {' or '.join(c.weight_granularity)}, "
+                   f"{sym[c.weight_symmetric]}; activations: {'/'.join(map(str, c.activation_bits))}-bit per-tensor, "
+                   f"{sym[c.activation_symmetric]}" + (f" ({', '.join(c.activation_schemes)})" if len(c.activation_schemes) > 1 else ""))
+        click.echo(f"    checked here: {', '.join(checks)}; profiled with: {p.runtime}; device needs: {p.device_needs or '-'}")
+
+
+@targets.command("check")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--target", "target", required=True, help="The target whose rules to check (tensorrt, qnn-htp).")
+def targets_check(file, target) -> None:
+    """Check an ONNX file (edgekit's or any) against a target's rules: every broken rule, one
+    line each naming the node; exit 2 when the vendor's tools would refuse it."""
+    from edgekit.api import check_rules
+    found = check_rules(file, target)
+    errors = [v for v in found if v.severity == "error"]
+    for v in found:
+        click.echo(f"{v.severity}: {v}")
+    if errors:
+        _fail(f"{file} breaks {len(errors)} {target} rule(s) (listed above); re-create it with "
+              f"'edgekit quantize --target {target}'", 2)
+    click.echo(f"{file}: passes the {target} rules" + (f" ({len(found)} placement advice)" if found else ""))
 
 
 @targets.command("show")

@@ -9,6 +9,7 @@ CONFIG_VERSION = 2  # 2: the quant table holds the method's own config (PTQConfi
 C = TypeVar("C")
 
 VALID_BITS = (2, 3, 4, 5, 6, 7, 8)
+VALID_A_BITS = VALID_BITS + (16,)  # 16-bit activations: Qualcomm HTP's 16a8w/16a4w, and the simulation
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -70,7 +71,7 @@ class QuantConfig:
     beside its algorithm (``PTQConfig`` in ``edgekit.quant.algorithms.ptq``, ``ZeroQConfig``,
     ``GenieConfig``), and is registered with it (``Algorithm.config``), torchao-style.
 
-    w_bits / a_bits: integer bit widths in 2..8. per_channel: per-channel (else per-tensor)
+    w_bits / a_bits: integer bit widths in 2..8 (a_bits also 16). per_channel: per-channel (else per-tensor)
     weight scales. activation_symmetric: zero point 0 for activations; None: what the targets'
     constraints require. overrides: per-module bit widths, {pattern: {"w_bits": B, "a_bits": B}};
     a pattern is a glob over module paths or node names, "type:Conv2d", or "@first"/"@last" (the

@@ -47,7 +47,7 @@ def run_artifact(target: Target, path: Path, images: torch.Tensor, progress: boo
         run, bs = target.runner(path), static_batch or target.batch_size
     except Exception as e:  # the converter wrote a program its own runtime will not load
         why = first_line(e)
-        raise RuntimeError(f"target {target.name} wrote {path.name}, which {target.profile.runtime} cannot load "
+        raise RuntimeError(f"target {target.name} wrote {path.name}, which {target.check_runtime} cannot load "
                            f"({why}); try another --target, and report the model") from None
     t0 = time.time()
     if static_batch:

@@ -21,7 +21,7 @@ import torch
 from edgekit.version import __version__
 from edgekit import bundle as bnd
 from edgekit.backends.base import captured_output
-from edgekit.config import VALID_BITS, RunConfig, SynthConfig, method_config, to_dict
+from edgekit.config import VALID_A_BITS, VALID_BITS, RunConfig, SynthConfig, method_config, to_dict
 from edgekit.data.calibration import CalibrationSource, load_calibration
 from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
@@ -37,7 +37,7 @@ from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.complete import complete_recipe
 from edgekit.quant.recipe import QuantRecipe, plan_recipe
-from edgekit.registry import ALGORITHMS, SYNTHESIZERS, TARGETS, TASKS
+from edgekit.registry import ALGORITHMS, RUNTIMES, SYNTHESIZERS, TARGETS, TASKS
 from edgekit.tasks.base import Task, load_dataset, task_of_dataset
 
 
@@ -65,9 +65,9 @@ def resolve_quant(cfg: RunConfig) -> None:
 
 def validate(cfg: RunConfig) -> None:
     """Check flags before any work (``cfg.quant`` resolved); raises UserError naming the bad value."""
-    for flag, bits in (("--w-bits", cfg.quant.w_bits), ("--a-bits", cfg.quant.a_bits)):
-        if bits not in VALID_BITS:
-            raise UserError(f"{flag} {bits} is not a bit width edgekit supports: use one of {list(VALID_BITS)}")
+    for flag, bits, valid in (("--w-bits", cfg.quant.w_bits, VALID_BITS), ("--a-bits", cfg.quant.a_bits, VALID_A_BITS)):
+        if bits not in valid:
+            raise UserError(f"{flag} {bits} is not a bit width edgekit supports: use one of {list(valid)}")
     if cfg.data_free == bool(cfg.calib_path):
         raise UserError("give exactly one of --data-free (synthetic calibration) or --calib PATH (real images)")
     for t in cfg.targets:
@@ -333,7 +333,8 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             timings["references_s"] = time.time() - t0
         t0 = time.time()
         for t, art, entry in artifacts:
-            entry.update(latency_vs_fp32(art.path, tmp / f".fp32-{t.name}", art.runtime, art.ops))
+            if t.profile.host_latency:
+                entry.update(latency_vs_fp32(art.path, tmp / f".fp32-{t.name}", art.runtime, art.ops))
             shutil.rmtree(tmp / f".fp32-{t.name}")
         timings["latency_s"] = time.time() - t0
         if data is not None:
@@ -412,6 +413,7 @@ def lower_targets(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel
             failed(t, e)
             continue
         entry = {"file": art.path.name, "target": t.name, "format": art.format, "runtime": art.runtime,
+                 **({"checked_in": t.check_runtime} if t.check_runtime != art.runtime else {}),
                  "bytes": art.bytes, "sha256": art.sha256, "fp32_bytes": fp32_bytes,
                  "size_ratio_vs_fp32": round(art.bytes / fp32_bytes, 4)}
         entry.update({k: p.name for k, p in art.side_files.items()})
@@ -439,8 +441,8 @@ def latency_vs_fp32(path: Path, fp32_dir: Path, runtime: str, ops: dict) -> dict
     from edgekit.profiling.runners import run_spec
 
     twin = next(fp32_dir.glob(f"fp32{path.suffix}"), None)
-    if runtime == "simulation" or twin is None:
-        return {}
+    if runtime == "simulation" or twin is None or not RUNTIMES.get(runtime).installed():
+        return {}  # no runtime here (TensorRT: measured on the device with edgekit profile)
     p50 = {}
     for key, p in (("int8", path), ("fp32", twin)):
         spec = JobSpec(artifact=p.name, runtime=runtime, warmup_runs=5, runs=LATENCY_RUNS, trace_ops=False)
@@ -524,7 +526,7 @@ def artifact_outputs(target, art, images: torch.Tensor, images_key: Callable[[],
         return {"outputs": out}, {"seconds": secs}
     tensors, meta = cache.tensors(
         "artifact-outputs", lambda: (art.sha256, sorted(sha256_file(p) for p in art.side_files.values()),
-                                     target.profile.runtime, library_versions(), images_key(), static_batch), run)
+                                     target.check_runtime, library_versions(), images_key(), static_batch), run)
     return tensors["outputs"], meta["seconds"], not ran
 
 
@@ -547,7 +549,7 @@ def evaluate_bundle_parts(task: Task, canonical: CanonicalModel, recipe: QuantRe
             (out, secs), reused = run_artifact(target, Path(path), images, progress, canonical.batch), False
         else:
             out, secs, reused = run(target, path)
-        results.append(score(task, Path(path).name, target.profile.runtime, images, out, labels, fp32, sim, secs))
+        results.append(score(task, Path(path).name, target.check_runtime, images, out, labels, fp32, sim, secs))
         if reused:
             results[-1]["outputs_reused"] = True  # from the cache: this file's earlier run in its runtime
     return {"task": task.name, "dataset": data.name, "data": data.describe, "num_samples": len(images),
@@ -660,7 +662,7 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
     results = []
     for target, p in artifacts:
         out, secs = run_artifact(target, p, images, progress)
-        results.append(score(task, p.name, target.profile.runtime, images, out, targets, None, None, secs))
+        results.append(score(task, p.name, target.check_runtime, images, out, targets, None, None, secs))
     return {"task": task.name, "dataset": dataset, "num_samples": len(images), "reference": {}, "results": results}
 
 

@@ -50,8 +50,12 @@ def test_placement_gives_that_backends_quantizer():
     assert TARGETS.get("onnx-qdq").profile.placement == "qdq"
     for q in (quantizer_for("litert", r), TARGETS.get("litert").quantizer(r)):
         assert isinstance(q, TransformerOps) and isinstance(q.base, PT2EQuantizer)
-    with pytest.raises(UserError, match="unknown placement policy 'qnn'"):
-        quantizer_for("qnn", r)
+    from edgekit.quant.placement import HtpOps, InputsOnly
+    assert isinstance(TARGETS.get("tensorrt").quantizer(r), InputsOnly)
+    htp = TARGETS.get("qnn-htp").quantizer(r)
+    assert isinstance(htp, HtpOps) and isinstance(htp.base, XNNPACKQuantizer)  # no pad folding for QNN
+    with pytest.raises(UserError, match="unknown placement policy 'nope'"):
+        quantizer_for("nope", r)
 
 
 def test_no_algorithm_names_a_backend():

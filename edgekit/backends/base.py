@@ -54,6 +54,9 @@ class TargetProfile:
     constraints: Constraints
     placement: str = "xnnpack"  # the placement policy (edgekit.quant.placement) its kernels need
     default_tier: int | None = None  # with no --target: tier 1 targets first, then tier 2; None: never
+    check_runtime: str | None = None  # the runtime that checks the artifact on this machine (None: ``runtime``)
+    device_needs: str = ""  # what a device needs to run the artifact
+    host_latency: bool = True  # False: this machine's latency says nothing of the device's (a DSP's ONNX in onnxruntime)
 
     @classmethod
     def load(cls, name: str) -> "TargetProfile":
@@ -64,7 +67,8 @@ class TargetProfile:
                                tuple(c["weight_granularity"]), c.get("weight_symmetric"),
                                c.get("activation_symmetric"), tuple(c.get("weight_schemes", ("affine",))),
                                tuple(c.get("activation_schemes", ("affine",)))),
-                   d["placement"], d.get("default_tier"))
+                   d["placement"], d.get("default_tier"), d.get("check_runtime"), d.get("device_needs", ""),
+                   d.get("host_latency", True))
 
 
 @dataclass
@@ -100,6 +104,17 @@ class Target:
     @property
     def profile(self) -> TargetProfile:
         return TargetProfile.load(self.name)
+
+    @property
+    def check_runtime(self) -> str:
+        """The runtime that runs the artifact on this machine for evaluation (the profile's
+        ``check_runtime``, else its ``runtime``; TensorRT's ONNX is checked in onnxruntime)."""
+        return self.profile.check_runtime or self.profile.runtime
+
+    def rules(self, path: Path) -> list:
+        """Violations (``edgekit.backends.onnx_rules.Violation``) of the vendor's rules in the
+        file at ``path``; NotImplementedError for a target without a rules checker."""
+        raise NotImplementedError
 
     def check(self, recipe: QuantRecipe) -> None:
         """Refuse a recipe this backend cannot run; raises UserError naming the layer and the rule."""
@@ -144,11 +159,11 @@ class Target:
     def runner(self, path: Path):
         """A callable mapping the model's input tensor float32 [B, C, H, W] to its output tensor
         float32 [B, ...] (class scores, an image, a map: whatever the model returns), executing
-        the artifact in the profile's runtime (``edgekit.registry.RUNTIMES``: the same load and
+        the artifact in its check runtime (``edgekit.registry.RUNTIMES``: the same load and
         run that profiling uses). Raises UserError when the runtime refuses the file."""
         from edgekit.registry import RUNTIMES
 
-        session = RUNTIMES.get(self.profile.runtime).load(Path(path))
+        session = RUNTIMES.get(self.check_runtime).load(Path(path))
 
         def run(x: torch.Tensor) -> torch.Tensor:
             return torch.from_numpy(session.run([x.detach().contiguous().numpy()])[0])

@@ -115,18 +115,24 @@ def strip_node_metadata(model) -> None:
 
 
 class OnnxQdq(Target):
+    """ONNX QDQ (opset 21) checked in onnxruntime; the TensorRT and QNN targets build on it
+    (their own placement, then :meth:`finish` on the ONNX before it is saved)."""
+
     name = "onnx-qdq"
+    default_stem = "model"
 
     # quantize/dequantize placed as XNNPACK places them: around conv(+relu), add(+relu), linear,
-    # the pattern TensorRT's and QNN's QDQ fusions take
+    # the pattern onnxruntime's QDQ fusions take
 
-    def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str = "model") -> Artifact:
+    def lower(self, canonical: CanonicalModel, recipe: QuantRecipe | None, out_dir: Path, stem: str | None = None) -> Artifact:
         """Write ``stem``.onnx (opset 21, float32 input [1, C, H, W] -> float32 outputs [1, ...]);
         with a recipe, QDQ nodes carry its scales and zero points and 4-bit tensors are INT4, and
         the artifact's ``ops`` lists the float and integer ops (op, module) and the ONNX op counts.
-        The converter's output goes to ``stem``.onnx.log. Raises RuntimeError when export fails."""
+        The converter's output goes to ``stem``.onnx.log. Raises RuntimeError when export fails
+        or (TensorRT, QNN) the file breaks the vendor's rules."""
         import onnx
 
+        stem = stem or self.default_stem
         module = canonical.graph_module if recipe is None else \
             quantize_with_recipe(canonical, recipe, self.quantizer(recipe), fold_quantize=True)
         ep = torch.export.export(module, (canonical.example_input,))
@@ -136,13 +142,19 @@ class OnnxQdq(Target):
         model = program.model_proto
         n4 = to_int4(model, int4_qdq_nodes(ep)) if recipe is not None else 0
         strip_node_metadata(model)
+        side, extra = self.finish(model, recipe, path) if recipe is not None else ({}, {})
         onnx.checker.check_model(model)
         onnx.save(model, str(path))  # into the staged bundle directory, like the other targets
         with open(log, "a") as f:
             f.write(f"edgekit: {n4} quantize/dequantize nodes stored as INT4\n")
         ops = {"float_ops": float_ops(module), "integer_ops": integer_ops(module),
-               "onnx_ops": dict(sorted(Counter(n.op_type for n in model.graph.node).items()))} if recipe else {}
-        return Artifact(path, self.name, "onnx", "onnxruntime", {"log": log}, ops=ops)
+               "onnx_ops": dict(sorted(Counter(n.op_type for n in model.graph.node).items())), **extra} if recipe else {}
+        return Artifact(path, self.name, "onnx", self.profile.runtime, {"log": log, **side}, ops=ops)
+
+    def finish(self, model, recipe: QuantRecipe, path: Path) -> tuple[dict[str, Path], dict]:
+        """Change the quantized ONNX ``model`` in place before it is saved to ``path``; returns
+        (side files written beside it, entries for the artifact's ``ops``). Here: nothing."""
+        return {}, {}
 
 
 TARGETS.register("onnx-qdq", OnnxQdq())

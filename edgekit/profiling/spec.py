@@ -139,7 +139,7 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
     missing, the manifest is unreadable, no artifact matches the runtime, or the file's suffix
     is not one of .pte/.tflite/.onnx. Does not check the sha256 (see :func:`verify`).
     """
-    from edgekit.runtimes.base import by_preference, runtime_of_suffix, suffixes
+    from edgekit.runtimes.base import by_preference, runtime as _runtime, runtime_of_suffix, suffixes
 
     p = Path(target)
     runtime = normalize_runtime(runtime)
@@ -178,7 +178,9 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
     rt = getattr(runtime_of_suffix(p.suffix), "name", None)
     if rt is None:
         raise UserError(f"{p} is not a {suffixes()} file nor a bundle directory")
-    if runtime is not None and runtime != rt:
+    if runtime is not None and runtime != rt and _runtime(runtime).suffix == p.suffix.lower():
+        rt = runtime  # an .onnx for TensorRT
+    elif runtime is not None and runtime != rt:
         raise UserError(f"{p.name} is a {p.suffix} file, which runs on {rt}, not on {runtime}; "
                         "drop --runtime or give a bundle with that runtime's artifact")
     et = p.with_suffix(".etrecord")

@@ -24,7 +24,9 @@ class RecipeObserver(ObserverBase):
     """An observer with fixed quantization parameters taken from a recipe entry."""
 
     def __init__(self, tq: TensorQuant, like: ObserverBase) -> None:
-        super().__init__(dtype=like.dtype)
+        # the integer type holds the recipe's bit width (16-bit activations: int16, whatever the
+        # target quantizer's spec says; its placement is what counts here)
+        super().__init__(dtype=like.dtype if tq.bits <= 8 else torch.int16)
         self.qscheme = like.qscheme
         self.quant_min, self.quant_max = tq.quant_min, tq.quant_max
         self.ch_axis = tq.axis if tq.axis is not None else getattr(like, "ch_axis", 0)

@@ -11,7 +11,10 @@ target's), ``litert`` (litert-torch's PT2EQuantizer,
 TFLite's fused patterns, with :class:`IntegerNorms`: its converter fuses dequantize -> op ->
 quantize into int8 BATCH_MATMUL and SOFTMAX, and LayerNorm and SiLU are decomposed into ops it
 has int8 kernels for (MEAN, RSQRT, MUL, ADD, LOGISTIC), each with q/dq), and ``full-integer`` (the simulation's: the XNNPACK patterns plus the
-transformer ops no CPU delegate runs in int8, see :class:`TransformerOps`).
+transformer ops no CPU delegate runs in int8, see :class:`TransformerOps`), ``tensorrt``
+(:class:`InputsOnly`: symmetric int8 on the inputs of conv, linear, pooling, attention matmuls and
+both inputs of adds, as TensorRT fuses explicit quantization) and ``qnn`` (the XNNPACK patterns
+plus the transformer ops, pads not folded: the HTP runs every tensor in integers).
 """
 from __future__ import annotations
 
@@ -173,6 +176,95 @@ def _full_integer(per_channel: bool):
     return TransformerOps(_xnnpack(per_channel))
 
 
+#: ops TensorRT runs in int8 when their inputs carry Q/DQ: (op, indices of the activation inputs);
+#: conv and linear also take their weight (input 1) per-channel, their bias (input 2) in float
+_TRT_INPUTS = {torch.ops.aten.conv2d.default: (0,), torch.ops.aten.linear.default: (0,),
+               torch.ops.aten.matmul.default: (0, 1), torch.ops.aten.bmm.default: (0, 1),
+               torch.ops.aten.add.Tensor: (0, 1), torch.ops.aten.add_.Tensor: (0, 1),
+               torch.ops.aten.max_pool2d.default: (0,), torch.ops.aten.avg_pool2d.default: (0,),
+               torch.ops.aten.adaptive_avg_pool2d.default: (0,)}
+
+
+class InputsOnly(Quantizer):
+    """TensorRT's explicit-quantization placement (NVIDIA's TensorRT developer guide, "Q/DQ
+    layer placement"; its pytorch-quantization toolkit places them so): Q/DQ on the inputs of
+    the ops TensorRT fuses with them (conv, linear, attention matmuls, pooling, and both inputs of
+    a residual add), none on any op's output, so nothing is quantized on the network output and a
+    bias stays float. Activations are symmetric int8 (zero point 0, [-128, 127]); weights
+    symmetric int8 [-127, 127], per-channel on the output-channel axis 0 (``per_channel``) or
+    per-tensor. TensorRT fuses a conv's output with the next op's input quantize."""
+
+    def __init__(self, per_channel: bool) -> None:
+        super().__init__()
+        from torchao.quantization.pt2e.observer import MinMaxObserver, PerChannelMinMaxObserver
+        from torchao.quantization.pt2e.quantizer import QuantizationSpec
+        self.act = QuantizationSpec(torch.int8, MinMaxObserver, quant_min=-128, quant_max=127,
+                                    qscheme=torch.per_tensor_symmetric)
+        self.weight = QuantizationSpec(
+            torch.int8, PerChannelMinMaxObserver if per_channel else MinMaxObserver, quant_min=-127, quant_max=127,
+            qscheme=torch.per_channel_symmetric if per_channel else torch.per_tensor_symmetric,
+            ch_axis=0 if per_channel else None)
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+        for n in model.graph.nodes:
+            idx = _TRT_INPUTS.get(n.target) if n.op == "call_function" else None
+            if idx is None or n.meta.get("quantization_annotation") is not None:
+                continue
+            inputs = {n.args[i]: self.act for i in idx if i < len(n.args) and _float_activation(n.args[i])}
+            if n.target in WEIGHTED and isinstance(n.args[1], torch.fx.Node):
+                inputs[n.args[1]] = self.weight
+            if inputs:
+                n.meta["quantization_annotation"] = QuantizationAnnotation(inputs, None, _annotated=True)
+        return model
+
+    def validate(self, model: torch.fx.GraphModule) -> None:
+        pass
+
+
+WEIGHTED = {torch.ops.aten.conv2d.default, torch.ops.aten.linear.default}
+
+
+def _float_activation(a) -> bool:
+    """A float tensor computed by the graph (not a constant: weights are annotated apart)."""
+    val = a.meta.get("val") if isinstance(a, torch.fx.Node) else None
+    return a is not None and isinstance(val, torch.Tensor) and val.is_floating_point() and a.op != "get_attr"
+
+
+PLACEMENTS.register("tensorrt", Placement("tensorrt", "TensorRT explicit quantization: symmetric int8 Q/DQ on the "
+                                          "inputs of conv, linear, matmul, pooling and residual adds; none on outputs",
+                                          InputsOnly))
+_aten = torch.ops.aten
+#: ops Qualcomm's HTP runs on quantized tensors that the XNNPACK patterns leave float (QNN's HTP
+#: op package; ExecuTorch's QnnQuantizer annotates them): their float inputs and output get q/dq
+HTP_QUANTIZED_OPS = {_aten.hardswish.default, _aten.hardsigmoid.default, _aten.sigmoid.default, _aten.tanh.default,
+                     _aten.mean.dim, _aten.pad.default, _aten.constant_pad_nd.default, _aten.mul.Tensor,
+                     _aten.sub.Tensor, _aten.hardtanh.default, _aten.clamp.default, _aten.leaky_relu.default,
+                     _aten.cat.default, _aten.max_pool2d.default, _aten.avg_pool2d.default,
+                     _aten.upsample_nearest2d.vec, _aten.upsample_bilinear2d.vec, _aten.pixel_shuffle.default}
+
+
+class HtpOps(TransformerOps):
+    """:class:`TransformerOps` on the XNNPACK patterns (pads not folded), then every op of
+    ``HTP_QUANTIZED_OPS`` still unannotated gets its float activation inputs and its output
+    quantized: Qualcomm's HTP runs the whole network on quantized tensors, and a float op in a
+    QDQ graph falls back to the CPU or fails to convert."""
+
+    def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+        from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+        super().annotate(model)
+        for n in model.graph.nodes:
+            if n.op != "call_function" or n.target not in HTP_QUANTIZED_OPS or n.meta.get("quantization_annotation"):
+                continue
+            args = n.args[0] if n.target is _aten.cat.default else n.args
+            inputs = {a: self.act for a in args if _float_activation(a)}
+            n.meta["quantization_annotation"] = QuantizationAnnotation(inputs, self.act, _annotated=True)
+        return model
+
+
+PLACEMENTS.register("qnn", Placement("qnn", "XNNPACK patterns plus attention matmuls, softmax, LayerNorm, GELU, SiLU, "
+                                     "hard-swish, sigmoid, mean, pad, mul, clamp, concat (Qualcomm HTP runs every "
+                                     "tensor quantized)", lambda per_channel: HtpOps(_xnnpack_quantizer(per_channel))))
 PLACEMENTS.register("xnnpack", Placement("xnnpack", "ExecuTorch XNNPACKQuantizer patterns, zero pads before a conv "
                                          "quantized at their input (folded into the int8 conv)", _xnnpack))
 PLACEMENTS.register("qdq", Placement("qdq", "ExecuTorch XNNPACKQuantizer patterns as they are (ONNX QDQ: "

@@ -13,6 +13,12 @@ EPS = 2.0 ** -12  # smallest activation scale, as torchao's XNNPACK observers us
 WEIGHT_EPS = float(torch.finfo(torch.float32).eps)
 
 
+def activation_eps(bits: int) -> float:
+    """The smallest activation scale at ``bits``: EPS up to 8 bits, scaled down with the grid
+    above (16 bits: 2^-20), so a 16-bit tensor's small range is not floored to an 8-bit step."""
+    return EPS * 2.0 ** min(0, 8 - bits)
+
+
 def fill_affine(tq: TensorQuant, lo: float, hi: float) -> TensorQuant:
     """Set per-tensor affine (or symmetric) scale/zero point of ``tq`` from the range [lo, hi].
 
@@ -21,10 +27,10 @@ def fill_affine(tq: TensorQuant, lo: float, hi: float) -> TensorQuant:
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     if tq.symmetric:
         amax = max(-lo, hi)
-        scale = max(amax / ((tq.quant_max - tq.quant_min) / 2), EPS)
+        scale = max(amax / ((tq.quant_max - tq.quant_min) / 2), activation_eps(tq.bits))
         zp = 0 if tq.quant_min < 0 else (tq.quant_min + tq.quant_max + 1) // 2
     else:
-        scale = max((hi - lo) / (tq.quant_max - tq.quant_min), EPS)
+        scale = max((hi - lo) / (tq.quant_max - tq.quant_min), activation_eps(tq.bits))
         zp = int(min(max(tq.quant_min - round(lo / scale), tq.quant_min), tq.quant_max))
     tq.scale, tq.zero_point, tq.range_min, tq.range_max, tq.scheme = [scale], [zp], lo, hi, "affine"
     return tq

@@ -112,13 +112,14 @@ def runtime(name: str) -> Runtime:
 
 
 def runtime_of_suffix(suffix: str) -> Runtime | None:
-    """The runtime that runs artifacts ending in ``suffix`` (``.pte``), or None."""
-    return next((RUNTIMES.get(n) for n in RUNTIMES.names() if RUNTIMES.get(n).suffix == suffix.lower()), None)
+    """The runtime that runs artifacts ending in ``suffix`` (``.pte``), or None; of several
+    (an .onnx runs in onnxruntime and TensorRT), the first by preference."""
+    return next((RUNTIMES.get(n) for n in by_preference() if RUNTIMES.get(n).suffix == suffix.lower()), None)
 
 
 def suffixes() -> str:
     """The artifact suffixes the runtimes take, for messages: ``.pte, .tflite or .onnx``."""
-    s = [RUNTIMES.get(n).suffix for n in by_preference()]
+    s = list(dict.fromkeys(RUNTIMES.get(n).suffix for n in by_preference()))
     return ", ".join(s[:-1]) + f" or {s[-1]}" if len(s) > 1 else s[0]
 
 
