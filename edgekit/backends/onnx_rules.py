@@ -212,8 +212,10 @@ def tensorrt_violations(model) -> list[Violation]:
     placement advice (severity "advice"). Empty: a strongly typed engine can be built from it."""
     g = QdqGraph(model)
     out = _common(g)
+    biases = _biases(g)
+    bias_nodes = {dq.name for dq, _ in biases}
     for n in g.nodes:
-        if n.op_type not in QDQ:
+        if n.op_type not in QDQ or n.name in bias_nodes:  # a quantized bias: reported once, below
             continue
         kind = g.integer_type(n)
         weight = n.op_type == "DequantizeLinear" and g.is_constant(n.input[0])
@@ -234,7 +236,7 @@ def tensorrt_violations(model) -> list[Violation]:
             out.append(Violation(n.name, "per-tensor-activations", "per-channel scales on an activation; "
                                  "TensorRT quantizes activations per-tensor"))
     out += [v for v in _weights(g, {"INT8": (-127, 127), "INT4": (-8, 7)}, "TensorRT") if v.rule != "weight-type"]
-    for dq, c in _biases(g):
+    for dq, c in biases:
         out.append(Violation(dq.name, "no-bias-quantization", f"the bias of {c.op_type} {c.name} is "
                              "quantized; TensorRT takes a float bias"))
     for n in g.nodes:

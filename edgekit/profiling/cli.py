@@ -35,7 +35,7 @@ def _one_line_errors(fn):
 @click.argument("bundle_or_artifact", type=click.Path(path_type=Path))
 @click.option("--device", default="local", show_default=True,
               help="local | adb[:SERIAL] | ssh://user@host[:port] | http://host:port")
-@click.option("--runtime", help="executorch | litert | onnxruntime (default: the bundle's first)")
+@click.option("--runtime", help="executorch | litert | onnxruntime | tensorrt (default: the bundle's first)")
 @click.option("--warmup-runs", type=int, default=10, show_default=True, help="untimed runs first")
 @click.option("--runs", type=int, default=50, show_default=True, help="timed runs (>= 1)")
 @click.option("--threads", type=int, help="runtime threads (default: the runtime's choice)")
@@ -55,13 +55,15 @@ def _one_line_errors(fn):
               help="python with edgekit on the ssh device")
 @click.option("--adb", "adb_path", help="adb binary (default: $ADB or adb)")
 @click.option("--runner-binary", type=click.Path(path_type=Path),
-              help="adb: executor_runner (.pte) or benchmark_model (.tflite) built for the phone")
+              help="adb: executor_runner (.pte), qnn_executor_runner (a QNN .pte) or benchmark_model (.tflite) built for the phone")
+@click.option("--device-libs", type=click.Path(path_type=Path),
+              help="adb: a folder of .so files the runner needs on the phone (QNN's libQnnHtp*.so, libqnn_executorch_backend.so)")
 @click.option("--benchmark-model", type=click.Path(path_type=Path),
               help="local: LiteRT benchmark_model binary for per-operator .tflite events")
 @_one_line_errors
 def profile_cmd(bundle_or_artifact, device, runtime, warmup_runs, runs, threads, no_op_trace,
                 trace_out, chrome_trace, plot_out, top, token_file, timeout, ssh_opts,
-                remote_python, adb_path, runner_binary, benchmark_model):
+                remote_python, adb_path, runner_binary, device_libs, benchmark_model):
     """Profile BUNDLE_OR_ARTIFACT (a bundle directory or a .pte/.tflite/.onnx file) on a device
     and print latency p50/p90 and the top operators with their modules."""
     from edgekit.profiling.transports import profile_artifact
@@ -69,7 +71,7 @@ def profile_cmd(bundle_or_artifact, device, runtime, warmup_runs, runs, threads,
     trace = profile_artifact(bundle_or_artifact, device, runtime, warmup_runs, runs, threads, trace_ops=not no_op_trace,
                              token_file=token_file, timeout=timeout, ssh_options=list(ssh_opts),
                              remote_python=remote_python, adb=adb_path, runner_binary=runner_binary,
-                             benchmark_model=benchmark_model)
+                             device_libs=device_libs, benchmark_model=benchmark_model)
     click.echo(trace.summary(top))
     if trace_out:
         trace.save(trace_out)

@@ -294,8 +294,10 @@ def _last(text: str) -> str:
 @TRANSPORTS.register("adb")
 class AdbTransport(Transport):
     """An Android device over adb. Options: ``adb`` (the adb binary, default ``$ADB`` or
-    ``adb``), ``runner_binary`` (required: executor_runner for .pte, benchmark_model for
-    .tflite), ``device_dir`` (default ``/data/local/tmp/edgekit``), ``timeout`` (s)."""
+    ``adb``), ``runner_binary`` (required: executor_runner for .pte, qnn_executor_runner for a
+    .pte delegated to Qualcomm QNN, benchmark_model for .tflite), ``device_libs`` (a folder
+    whose ``*.so`` files the runner needs: QNN's libQnnHtp*.so and libqnn_executorch_backend.so;
+    pushed beside it), ``device_dir`` (default ``/data/local/tmp/edgekit``), ``timeout`` (s)."""
 
     name = "adb"
 
@@ -368,11 +370,25 @@ class AdbTransport(Transport):
             self._ok(["push", str(art.path), model], timeout)
             self._ok(["push", str(runner), rb], timeout)
             self._ok(["shell", f"chmod 755 {shlex.quote(rb)}"])
+            for lib in self._libs():
+                self._ok(["push", str(lib), f"{ddir}/{lib.name}"], timeout)
             with tempfile.TemporaryDirectory() as tmp:
                 trace = self._run(art, spec, ddir, rb, model, Path(tmp), timeout)
         finally:
             self._adb(["shell", f"rm -rf {shlex.quote(ddir)}"], 60)
         return self._checked(trace, f"adb:{self.serial}")
+
+    def _libs(self) -> list[Path]:
+        d = self.options.get("device_libs")
+        if not d:
+            return []
+        if not Path(d).is_dir():
+            raise UserError(f"--device-libs {d} is not a folder: give the folder of the runner's .so files "
+                            "(QNN: the SDK's lib/aarch64-android and its hexagon-vNN/unsigned skel)")
+        libs = sorted(p for p in Path(d).iterdir() if p.suffix == ".so" and p.is_file())
+        if not libs:
+            raise UserError(f"--device-libs {d} holds no .so files")
+        return libs
 
     def _metadata(self, art: ResolvedArtifact, spec: JobSpec, tracing: str) -> dict[str, Any]:
         props = {}
@@ -391,7 +407,7 @@ class AdbTransport(Transport):
     def _run(self, art, spec, ddir, rb, model, tmp: Path, timeout) -> Trace:
         """Run the runtime's device command on the phone, pull what it wrote, parse it here."""
         rt = RUNTIMES.get(art.runtime)
-        cmd, written = rt.device_command(rb, model, ddir, spec)
+        cmd, written = rt.device_command(rb, model, ddir, spec, local=art.path)
         r = self._adb(["shell", cmd], timeout)
         if r.returncode != 0:
             raise TransportError(f"{Path(rb).name} failed on {self.serial} (exit {r.returncode}): "

@@ -82,10 +82,11 @@ class Runtime:
         s = self.load(path)
         s.run([np.zeros(shape, dtype) for shape, dtype in s.inputs])
 
-    def device_command(self, runner: str, model: str, workdir: str, spec) -> tuple[str, str]:
+    def device_command(self, runner: str, model: str, workdir: str, spec, local: Path | None = None) -> tuple[str, str]:
         """For ``adb``: the shell command that profiles ``model`` with ``runner`` (the
         ``device_tool`` pushed to the phone) inside ``workdir``, and the name of the file it
-        writes there (pulled back for :meth:`trace_from_device`)."""
+        writes there (pulled back for :meth:`trace_from_device`). ``local``: the artifact on
+        this machine (for facts the command needs, such as its input size)."""
         raise NotImplementedError
 
     def trace_from_device(self, path: Path, etrecord: Path | None, spec, pulled: Path,

@@ -433,13 +433,30 @@ class ExecuTorch(Runtime):
     def profile(self, path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
         return profile_pte(Path(path), spec, metadata, etrecord)
 
-    def device_command(self, runner: str, model: str, workdir: str, spec) -> tuple[str, str]:
-        """``executor_runner`` (built with the event tracer) writing an ETDump of all runs."""
+    def device_command(self, runner: str, model: str, workdir: str, spec, local: Path | None = None) -> tuple[str, str]:
+        """``executor_runner`` (built with the event tracer) writing an ETDump of all runs; or,
+        for a runner named ``qnn_executor_runner*`` (ExecuTorch's Qualcomm runner, for a .pte
+        delegated to QNN), its flags: an input list of one zero-filled raw input (the runner
+        times ``--iteration`` runs only when given inputs), ``--warm_up`` runs, and the QNN
+        libraries pushed beside it found through LD_LIBRARY_PATH and ADSP_LIBRARY_PATH."""
         import shlex
 
+        q = shlex.quote
+        if Path(runner).name.startswith("qnn_executor_runner"):
+            sizes = input_nbytes(local) if local is not None else []
+            if not sizes:
+                raise UserError("qnn_executor_runner needs the .pte's input sizes: give the bundle or the .pte file")
+            inputs = [f"{workdir}/input_{i}.raw" for i in range(len(sizes))]
+            make = " && ".join(f"head -c {n} /dev/zero > {q(f)}" for n, f in zip(sizes, inputs))
+            cmd = (f"cd {q(workdir)} && mkdir -p outputs && {make} && echo {q(' '.join(inputs))} > input_list.txt && "
+                   f"LD_LIBRARY_PATH={q(workdir)}:$LD_LIBRARY_PATH ADSP_LIBRARY_PATH={q(workdir)} {q(runner)} "
+                   f"--model_path={q(model)} --input_list_path={q(workdir + '/input_list.txt')} "
+                   f"--output_folder_path={q(workdir + '/outputs')} --warm_up={int(spec.warmup_runs)} "
+                   f"--iteration={int(spec.runs)} --etdump_path={q(workdir + '/trace.etdp')}")
+            return cmd, "trace.etdp"
         n = int(spec.warmup_runs) + int(spec.runs)
-        cmd = (f"cd {shlex.quote(workdir)} && {shlex.quote(runner)} --model_path={shlex.quote(model)} "
-               f"--etdump_path={shlex.quote(workdir + '/trace.etdp')} --num_executions={n}")
+        cmd = (f"cd {q(workdir)} && {q(runner)} --model_path={q(model)} "
+               f"--etdump_path={q(workdir + '/trace.etdp')} --num_executions={n}")
         if spec.threads:
             cmd += f" --cpu_threads={int(spec.threads)}"
         return cmd, "trace.etdp"
@@ -454,6 +471,15 @@ class ExecuTorch(Runtime):
             [e.durations_ms for e in events if not e.delegated] + [extra["delegate_call_ms"]])
         return list(lat)[-runs:], events, {
             "tracing": "etdump", "latency_source": "Method::execute" if extra.get("method_execute_ms") else "op sum"}
+
+
+def input_nbytes(path: Path) -> list[int]:
+    """Bytes of each input of the .pte's ``forward``, from the program's metadata (no delegate
+    is initialised: a .pte delegated to QNN loads here without Qualcomm's libraries)."""
+    from executorch.runtime import Runtime as ETRuntime
+
+    meta = ETRuntime.get().load_program(Path(path)).metadata("forward")
+    return [meta.input_tensor_meta(i).nbytes() for i in range(meta.num_inputs())]
 
 
 RUNTIMES.register("executorch", ExecuTorch())

@@ -367,7 +367,7 @@ class LiteRT(Runtime):
     def profile(self, path: Path, spec, metadata: dict[str, Any], etrecord: Path | None = None) -> Trace:
         return profile_tflite(Path(path), spec, metadata)
 
-    def device_command(self, runner: str, model: str, workdir: str, spec) -> tuple[str, str]:
+    def device_command(self, runner: str, model: str, workdir: str, spec, local: Path | None = None) -> tuple[str, str]:
         """``benchmark_model`` with op profiling to a CSV."""
         import shlex
 

@@ -49,3 +49,28 @@ def test_adb_needs_a_runner_binary(phone, bundle):
     art = resolve(bundle, "executorch")
     with pytest.raises(UserError, match="executor_runner"):
         make_transport("adb", adb=phone["adb"]).profile(art, job_spec_for(art, 0, 1))
+
+
+def test_adb_qnn_runner_gets_inputs_libs_and_iterations(phone, bundle, tmp_path):
+    """The QNN path: qnn_executor_runner's flags, a raw input of the program's size in an input
+    list, the QNN libraries (--device-libs) pushed beside it. ``standin/qnn_executor_runner.py``
+    stands in for the runner (no Snapdragon here: the .pte it runs is the fixture's XNNPACK one,
+    in the real ExecuTorch runtime) and, like the real one, fails without libQnnHtp.so."""
+    runner = tmp_path / "qnn_executor_runner"
+    runner.write_text(f"#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} "
+                      f"{STANDIN / 'qnn_executor_runner.py'} \"$@\"\n")
+    runner.chmod(0o755)
+    libs = tmp_path / "qnn-libs"
+    libs.mkdir()
+    for name in ("libQnnHtp.so", "libQnnHtpV73Stub.so", "libqnn_executorch_backend.so"):
+        (libs / name).write_bytes(b"\x7fELF stand-in")
+    art = resolve(bundle, "executorch")
+    t = make_transport("adb", adb=phone["adb"], runner_binary=str(runner), device_libs=str(libs)) \
+        .profile(art, job_spec_for(art, 2, 5))
+    assert len(t.latency_ms) == 5 and t.metadata["tracing"] == "etdump"
+    assert "layer1.0.conv1" in {e.module for e in t.events}
+    with pytest.raises(Exception, match="libQnnHtp.so"):  # without the libraries the runner cannot start
+        make_transport("adb", adb=phone["adb"], runner_binary=str(runner)).profile(art, job_spec_for(art, 0, 1))
+    r = run_cli("profile", str(bundle), "--device", "adb", "--adb", phone["adb"], "--runner-binary", str(runner),
+                "--device-libs", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "--device-libs" in r.stderr.strip().splitlines()[-1]
