@@ -148,7 +148,7 @@ def test_artifact_outputs_are_reused_only_for_the_same_bytes_images_and_runtime(
     f = tmp_path / "model.pte"
     f.write_bytes(b"program v1")
     art = Artifact(f, "executorch-xnnpack", "pte", "executorch")
-    target = types.SimpleNamespace(profile=types.SimpleNamespace(runtime="executorch"))
+    target = types.SimpleNamespace(profile=types.SimpleNamespace(runtime="executorch"), check_runtime="executorch")
     cache, x = Cache(tmp_path / "cache"), torch.ones(3, 1, 2, 2)
 
     def outputs(images):

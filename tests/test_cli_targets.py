@@ -73,6 +73,23 @@ def test_targets_check_passes_edgekits_files_and_refuses_others(cli, user_bundle
         assert r.returncode == 2 and last.startswith("edgekit: error: ") and fragment in last, r.stderr
 
 
+def test_profile_of_the_tensorrt_file_in_onnxruntime_here(user_bundle, tmp_path):
+    """Without trtexec, a bundle's TensorRT ONNX can still be timed in onnxruntime (its check runtime)."""
+    import shutil
+
+    from edgekit.profiling.transports import profile_artifact
+    out, _ = user_bundle
+    m = json.loads((out / "manifest.json").read_text())
+    m["artifacts"] = [a for a in m["artifacts"] if a["target"] == "tensorrt"]
+    b = tmp_path / "trt_only"
+    b.mkdir()
+    shutil.copy(out / "model_tensorrt.onnx", b)
+    (b / "manifest.json").write_text(json.dumps(m))
+    t = profile_artifact(b, "local", "onnxruntime", warmup_runs=1, runs=3)
+    assert t.metadata["artifact"] == "model_tensorrt.onnx" and t.metadata["runtime"] == "onnxruntime"
+    assert len(t.latency_ms) == 3
+
+
 def test_eval_of_the_bundle_runs_both_onnx_files_in_onnxruntime(cli, user_bundle, tmp_path):
     out, _ = user_bundle
     images = np.random.default_rng(1).uniform(0, 1, size=(6, 3, 32, 32)).astype(np.float32)

@@ -91,15 +91,24 @@ def to_int4(model, names: set[str]) -> int:
                 inits[x].CopyFrom(q4)
         changed += 1
         int4_outputs.add(node.output[0])
-    # the exporter's shape/type annotations still say int8 for these values
-    kept = [v for v in model.graph.value_info if v.name not in int4_outputs]
+    drop_value_info(model, int4_outputs)  # the exporter's annotations still say int8 for these values
+    drop_unused_initializers(model)
+    return changed
+
+
+def drop_value_info(model, names: set[str]) -> None:
+    """Remove the shape/type annotations of the values ``names`` (their type was changed)."""
+    kept = [v for v in model.graph.value_info if v.name not in names]
     del model.graph.value_info[:]
     model.graph.value_info.extend(kept)
+
+
+def drop_unused_initializers(model) -> None:
+    """Remove the initializers no node reads."""
     used = {i for n in model.graph.node for i in n.input}
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
-    return changed
 
 
 _KEEP_META = ("pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.backends.onnx_qdq import OnnxQdq
+from edgekit.backends.onnx_qdq import OnnxQdq, drop_unused_initializers, drop_value_info
 from edgekit.backends.onnx_rules import QdqGraph, load_onnx, qnn_htp_violations
 from edgekit.bundle import write_text_atomic
 from edgekit.quant.recipe import QuantRecipe
@@ -57,22 +57,9 @@ def to_unsigned(model) -> int:
             n.input.append(name)
         outputs.add(n.output[0])
         changed += 1
-    _drop_value_info(model, outputs)
-    _drop_unused_initializers(model)
+    drop_value_info(model, outputs)
+    drop_unused_initializers(model)
     return changed
-
-
-def _drop_value_info(model, names: set[str]) -> None:
-    kept = [v for v in model.graph.value_info if v.name not in names]
-    del model.graph.value_info[:]
-    model.graph.value_info.extend(kept)
-
-
-def _drop_unused_initializers(model) -> None:
-    used = {i for n in model.graph.node for i in n.input}
-    keep = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
 
 
 def _encoding(scale: float, zero_point: int, qmin: int, qmax: int, bits: int, symmetric: bool) -> dict:
@@ -127,7 +114,7 @@ def float_model_and_encodings(model) -> tuple[object, dict]:
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     del out.graph.value_info[:]
-    _drop_unused_initializers(out)
+    drop_unused_initializers(out)
     return out, {"version": ENCODINGS_VERSION, "activation_encodings": acts, "param_encodings": params}
 
 

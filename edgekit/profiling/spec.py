@@ -157,7 +157,8 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
             ranked = sorted(arts, key=lambda a: order.index(a["runtime"]) if a["runtime"] in order else 99)
             chosen = ranked[0] if ranked else None
         else:
-            chosen = next((a for a in arts if normalize_runtime(a["runtime"]) == runtime), None)
+            chosen = next((a for a in arts if normalize_runtime(a["runtime"]) == runtime), None) or \
+                next((a for a in arts if a.get("checked_in") == runtime), None)  # TensorRT's ONNX in onnxruntime
         if chosen is None:
             want = f"runtime {runtime!r}" if runtime else "any runtime"
             raise UserError(f"bundle {p} has no artifact for {want} (it has: "
@@ -167,7 +168,7 @@ def resolve(target: str | Path, runtime: str | None = None) -> ResolvedArtifact:
         if not art.is_file():
             raise UserError(f"bundle {p} lists {chosen['file']} but the file is missing; "
                             "re-create the bundle with 'edgekit quantize'")
-        rt = normalize_runtime(chosen["runtime"])
+        rt = runtime if runtime and chosen.get("checked_in") == runtime else normalize_runtime(chosen["runtime"])
         et = inside(p, str(chosen["etrecord"]), "etrecord") if chosen.get("etrecord") else art.with_suffix(".etrecord")
         model = manifest.get("model") or {}
         return ResolvedArtifact(path=art, runtime=rt, sha256=chosen.get("sha256"),

@@ -149,7 +149,6 @@ def _insert_qdq(model, enc):
     """What QNN's converter does with --quantization_overrides, written for the test: Q/DQ from
     the encodings on the float ONNX (activations: after the producing tensor; weights: on the
     initializer, per-channel along axis 0)."""
-    from edgekit.backends.qnn_htp import _RANGES  # noqa: F401  (only the ranges' meaning)
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     new_nodes = []
