@@ -94,7 +94,7 @@ def _scale(value: str | None) -> float | None:
 @click.option("--data-free", is_flag=True, help="Calibrate on data synthesized from the model's BN statistics.")
 @click.option("--calib", "calib", type=str, help="Real calibration images: an .npz or a folder of images.")
 @click.option("--method", default=None, help="Quantization method (default: zeroq with --data-free, ptq with --calib).")
-@click.option("--w-bits", type=int, default=8, show_default=True, help="Weight bit width.")
+@click.option("--w-bits", type=int, default=None, help="Weight bit width (default 8; shift methods: the code's bits, 4).")
 @click.option("--a-bits", type=int, default=8, show_default=True, help="Activation bit width.")
 @click.option("--target", "targets", multiple=True, help="Target backend, repeatable (default: executorch-xnnpack and litert where they run the recipe, else simulation).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edgekit-bundle"), show_default=True,
@@ -145,6 +145,10 @@ def _scale(value: str | None) -> float | None:
 @click.option("--size-budget-kb", type=float, default=None, help="Mixed precision: weight size budget in kB (1000 bytes).")
 @click.option("--avg-bits", type=float, default=None, help="Mixed precision: average weight bit width budget.")
 @click.option("--recon-iterations", type=int, default=None, help="Genie-M reconstruction steps per block.")
+@click.option("--finetune-steps", type=int, default=None,
+              help="Shift networks (--method denseshift|deepshift-q|deepshift-ps): distillation steps (default 2000).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Shift networks: save the fine-tuning here every 200 steps and resume from it.")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
               help="Synthesis and reconstruction budget; small: 32 images x 20 steps, 30 Genie-M steps per block "
                    "(a quick check; --num-samples/--iterations/--recon-iterations still override it).")
@@ -152,7 +156,7 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
              overrides, symmetric_activations,
              num_samples, iterations, seed, label_loss, bn_ranges, calib_samples, dataset, eval_data, eval_samples, input_shape,
              task, mean, std, pixel_scale, input_range, no_progress, config_path, no_cache,
-             mixed_precision, size_budget_kb, avg_bits, recon_iterations, preset) -> None:
+             mixed_precision, size_budget_kb, avg_bits, recon_iterations, finetune_steps, checkpoint, preset) -> None:
     """Quantize MODEL (zoo name, .pt2 file or package.module:factory; default: the reference
     ResNet-20), lower it for each target, evaluate the artifacts in their runtimes, write a bundle."""
     from edgekit.api import run
@@ -170,7 +174,8 @@ def quantize(model, data_free, calib, method, w_bits, a_bits, targets, out, forc
              "per_channel": False if per_tensor else None, "activation_symmetric": True if symmetric_activations else None,
              "overrides": _overrides(overrides) or None, "mixed_precision": mixed_precision or None,
              "size_budget_kb": size_budget_kb, "avg_bits": avg_bits, "bn_ranges": bn_ranges,
-             "recon_iterations": recon_iterations}
+             "recon_iterations": recon_iterations, "finetune_steps": finetune_steps,
+             "checkpoint": str(checkpoint) if checkpoint else None}
     given = {k: v for k, v in given.items() if v is not None}
     if config_path is not None:
         cfg = _config_file(config_path, model)

@@ -138,7 +138,8 @@ class RunConfig:
 # check the tests use (about a minute for Genie W4A4 on the reference model, 2 CPU cores).
 PRESETS: dict[str, dict] = {
     "default": {},
-    "small": {"synth": {"num_samples": 32, "batch_size": 32, "iterations": 20}, "recon_iterations": 30},
+    "small": {"synth": {"num_samples": 32, "batch_size": 32, "iterations": 20}, "recon_iterations": 30,
+              "finetune_steps": 30},
 }
 
 

@@ -36,7 +36,8 @@ from edgekit.fp32_prefetch import fp32_outputs, fp32_twin
 from edgekit.models.canonical import CanonicalModel, canonicalize
 from edgekit.models.zoo import LoadedModel, load_model
 from edgekit.quant.complete import complete_recipe
-from edgekit.quant.recipe import QuantRecipe, plan_recipe
+from edgekit.quant.algorithms import plan_for
+from edgekit.quant.recipe import QuantRecipe
 from edgekit.registry import ALGORITHMS, RUNTIMES, SYNTHESIZERS, TARGETS, TASKS
 from edgekit.tasks.base import Task, load_dataset, task_of_dataset
 
@@ -253,9 +254,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
             cfg.quant.activation_symmetric = any(TARGETS.get(t).profile.constraints.activation_symmetric
                                                  for t in cfg.targets)
         try:
-            plan = plan_recipe(canonical.graph_module, cfg.method, cfg.quant.w_bits, cfg.quant.a_bits,
-                               cfg.quant.per_channel, cfg.quant.activation_symmetric, cfg.quant.overrides,
-                               bool(getattr(cfg.quant, "twin_uniform", False)))  # PTQ4ViT's twin-uniform tensors
+            plan = plan_for(ALGORITHMS.get(cfg.method), canonical.graph_module, cfg.quant, cfg.method)
         except ValueError as e:
             raise UserError(f"{e}; fix --override or the config's [quant.overrides]") from None
         check = ALGORITHMS.get(cfg.method).check

@@ -37,7 +37,9 @@ class Constraints:
     weight_granularity: tuple[str, ...]
     weight_symmetric: bool | None = None
     activation_symmetric: bool | None = None
-    weight_schemes: tuple[str, ...] = ("affine",)  # TensorQuant.scheme values its kernels run
+    # TensorQuant.scheme values its kernels run: shift weights ("pow2") are int8 integers, so any
+    # int8 kernel runs them exactly
+    weight_schemes: tuple[str, ...] = ("affine", "pow2")
     activation_schemes: tuple[str, ...] = ("affine",)  # and of activations ("twin_uniform": simulation only)
 
 
@@ -65,7 +67,7 @@ class TargetProfile:
         return cls(d["name"], d["backend"], d["runtime"], d["artifact_format"], d.get("description", ""),
                    Constraints(tuple(c["weight_bits"]), tuple(c["activation_bits"]),
                                tuple(c["weight_granularity"]), c.get("weight_symmetric"),
-                               c.get("activation_symmetric"), tuple(c.get("weight_schemes", ("affine",))),
+                               c.get("activation_symmetric"), tuple(c.get("weight_schemes", ("affine", "pow2"))),
                                tuple(c.get("activation_schemes", ("affine",)))),
                    d["placement"], d.get("default_tier"), d.get("check_runtime"), d.get("device_needs", ""),
                    d.get("host_latency", True))

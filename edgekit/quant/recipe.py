@@ -23,6 +23,8 @@ from edgekit.models.canonical import WEIGHTED_OPS, module_path
 #: (``edgekit.quant.qparams.fill_unit_interval``; TFLite's int8 SOFTMAX and LOGISTIC require it)
 FIXED_RANGE_OPS = {torch.ops.aten.softmax.int, torch.ops.aten._softmax.default, torch.ops.aten.sigmoid.default}
 
+#: TensorQuant.scheme of shift weights: signed powers of two times a per-channel scale
+POW2 = "pow2"
 #: TensorQuant.scheme of PTQ4ViT's twin-uniform activations (``edgekit.quant.qparams.twin_fake_quant``)
 TWIN = "twin_uniform"
 #: ops whose output takes a twin-uniform quantizer (PTQ4ViT, Sec. 4.1: post-softmax and post-GELU;
@@ -66,9 +68,11 @@ class TensorQuant:
     zero_point: list[int] = field(default_factory=list)
     range_min: float | None = None
     range_max: float | None = None
-    # how the integers map to values: "affine" (scale * (q - zero_point)), the only scheme the
-    # algorithms write so far; power-of-two ("pow2") and lookup-table ("lut") weights come next
+    # how the integers map to values: "affine" (scale * (q - zero_point)); "pow2" (shift
+    # weights, ``edgekit.quant.shift``: every integer a signed power of two, or 0, in the ``bits``
+    # carrier, coded in ``code_bits``); "twin_uniform" (PTQ4ViT's two-scale activations)
     scheme: str = "affine"
+    code_bits: int | None = None  # pow2: bits of the stored code (sign + exponent); None: ``bits``
 
     @property
     def filled(self) -> bool:
@@ -161,8 +165,8 @@ class QuantRecipe:
         return recipe
 
     def layer_bits(self) -> dict[str, int]:
-        """Weight bit width per layer, keyed by the user's module path."""
-        return {lq.module or node: lq.weight.bits for node, lq in self.layers.items()}
+        """Weight bit width per layer (a shift weight's code bits), keyed by the user's module path."""
+        return {lq.module or node: lq.weight.code_bits or lq.weight.bits for node, lq in self.layers.items()}
 
 
 def set_weight_bits(tq: TensorQuant, bits: int) -> None:

@@ -24,6 +24,9 @@ class Algorithm:
     mixed_precision: whether fn honours per-layer weight bits in ``overrides`` (--mixed-precision).
     check: (CanonicalModel, method name) -> None, raising UserError when the method does not fit
     the model; run before any calibration data is read or synthesized.
+    plan: (folded GraphModule, config, method name) -> QuantRecipe, the recipe's layout before
+    calibration (what the targets check); None: ``edgekit.quant.recipe.plan_recipe`` of the
+    config's bit widths, granularity, symmetry and overrides (see :func:`plan_for`).
     """
     name: str
     fn: Callable
@@ -32,6 +35,17 @@ class Algorithm:
     description: str
     mixed_precision: bool = False
     check: Callable | None = None
+    plan: Callable | None = None
+
+
+def plan_for(algo: Algorithm, gm, cfg: QuantConfig, method: str):
+    """The recipe layout ``algo`` will fill for ``cfg`` on the folded graph ``gm`` (targets check
+    it before calibration). Raises ValueError for a bad override."""
+    if algo.plan is not None:
+        return algo.plan(gm, cfg, method)
+    from edgekit.quant.recipe import plan_recipe
+    return plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel, bool(cfg.activation_symmetric),
+                       cfg.overrides)
 
 
 def algorithm_of(config: QuantConfig) -> Algorithm:

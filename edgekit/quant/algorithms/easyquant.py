@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.algorithms import Algorithm
-from edgekit.quant.algorithms.qhyvit import ScaleSearchConfig, searched_recipe
+from edgekit.quant.algorithms.qhyvit import ScaleSearchConfig, plan_search, searched_recipe
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.registry import ALGORITHMS
 
@@ -34,4 +34,5 @@ def easyquant(canonical: CanonicalModel, cfg: EasyQuantConfig, calib: Calibratio
 
 
 ALGORITHMS.register("easyquant", Algorithm("easyquant", easyquant, EasyQuantConfig, None,
-                                           "EasyQuant: cosine-similarity scale search (baseline), real calibration data"))
+                                           "EasyQuant: cosine-similarity scale search (baseline), real calibration data",
+                                           plan=plan_search))

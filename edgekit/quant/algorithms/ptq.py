@@ -18,6 +18,7 @@ from edgekit.quant.bn_ranges import analytic_ranges
 from edgekit.quant.equalize import equalize_depthwise_inputs
 from edgekit.quant.qparams import fill_affine, fill_unit_interval, fill_weight, rounded_integers
 from edgekit.quant.recipe import QuantRecipe, fixed_range_nodes, plan_recipe
+from edgekit.quant.simulate import with_rounded_weights
 from edgekit.quant.stats import collect_activation_samples, estimate_range
 from edgekit.registry import ALGORITHMS
 
@@ -62,15 +63,18 @@ def calibrate(canonical: CanonicalModel, cfg: PTQConfig, calib: CalibrationSourc
 
     Raises ValueError for an unknown estimator or BN range policy.
     """
-    gm = canonical.graph_module
-    recipe = recipe or plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, cfg.per_channel, bool(cfg.activation_symmetric),
-                                   cfg.overrides)
+    recipe = recipe or plan_recipe(canonical.graph_module, method, cfg.w_bits, cfg.a_bits, cfg.per_channel,
+                                   bool(cfg.activation_symmetric), cfg.overrides)
+    # ranges are those of the deployed network: a recipe's integer weights and biases (shift
+    # networks, edgekit.quant.shift) are in place before any activation is observed
+    gm = with_rounded_weights(canonical.graph_module, recipe)
     bn_stats, equalized = canonical.bn_stats, []
     if cfg.equalize:
         bn_stats, equalized = equalize_depthwise_inputs(gm, bn_stats, cfg.bn_range_sigmas)
     nodes = {n.name: n for n in gm.graph.nodes}
     for name, lq in recipe.layers.items():
-        fill_weight(lq.weight, get_attr_tensor(gm, nodes[name].args[1]))
+        if lq.weight.scheme == "affine":  # shift (pow2) weights come with their scales
+            fill_weight(lq.weight, get_attr_tensor(gm, nodes[name].args[1]))
     batches = tqdm(list(calib), desc="calibration", unit="batch", disable=None if progress else True, leave=False)
     samples = collect_activation_samples(gm, batches, recipe.activations)
     if cfg.bn_ranges not in BN_RANGE_POLICIES:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from edgekit.data.calibration import CalibrationSource
 from edgekit.models.canonical import CanonicalModel
 from edgekit.quant.algorithms import Algorithm
-from edgekit.quant.algorithms.qhyvit import ScaleSearchConfig, searched_recipe
+from edgekit.quant.algorithms.qhyvit import ScaleSearchConfig, plan_search, searched_recipe
 from edgekit.quant.recipe import QuantRecipe
 from edgekit.registry import ALGORITHMS
 
@@ -41,4 +41,5 @@ def ptq4vit(canonical: CanonicalModel, cfg: PTQ4ViTConfig, calib: CalibrationSou
 
 ALGORITHMS.register("ptq4vit", Algorithm("ptq4vit", ptq4vit, PTQ4ViTConfig, None,
                                          "PTQ4ViT: twin-uniform post-softmax/GELU quantizers and Hessian-guided "
-                                         "scale search (baseline; --target simulation), real calibration data"))
+                                         "scale search (baseline; --target simulation), real calibration data",
+                                         plan=plan_search))

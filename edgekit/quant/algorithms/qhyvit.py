@@ -81,6 +81,14 @@ def _dampings(cfg) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def plan_search(gm, cfg, method: str) -> QuantRecipe:
+    """The plan of a scale search: per-channel weights, and twin-uniform softmax/GELU/SiLU
+    outputs when ``cfg.twin_uniform`` (PTQ4ViT's), so targets that cannot run them refuse the
+    plan before any calibration."""
+    return plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, True, bool(cfg.activation_symmetric), cfg.overrides,
+                       bool(cfg.twin_uniform))
+
+
 def searched_recipe(canonical: CanonicalModel, cfg, calib: CalibrationSource, method: str,
                     placement: str) -> QuantRecipe:
     """A recipe whose every quantizer (as ``placement`` places them) is chosen by the search of
@@ -89,8 +97,7 @@ def searched_recipe(canonical: CanonicalModel, cfg, calib: CalibrationSource, me
     search each (from the same start), keeping the recipe whose quantized model has the lowest
     loss against FP32 on those images. Raises UserError for a bad search option."""
     gm = canonical.graph_module
-    recipe = plan_recipe(gm, method, cfg.w_bits, cfg.a_bits, True, bool(cfg.activation_symmetric), cfg.overrides,
-                         bool(cfg.twin_uniform))
+    recipe = plan_search(gm, cfg, method)
     fixed = set()
     if canonical.input_bounds is not None:
         for n in gm.graph.nodes:
@@ -134,4 +141,4 @@ def qhyvit(canonical: CanonicalModel, cfg: QHyViTConfig, calib: CalibrationSourc
 
 ALGORITHMS.register("qhyvit", Algorithm(
     "qhyvit", qhyvit, QHyViTConfig, "zeroq", "Q-HyViT: Hessian-guided granularity/scheme/scale search "
-    "with bridge blocks, for hybrid vision transformers", check=require_attention))
+    "with bridge blocks, for hybrid vision transformers", check=require_attention, plan=plan_search))
