@@ -321,6 +321,7 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
         if mp is not None:
             from edgekit.quant.mixed_precision import write_pareto
             write_pareto(mp, tmp)
+        shift = shift_weights(canonical, recipe, tmp)
         artifacts, skipped = lower_targets(cfg, loaded, canonical, recipe, targets, tmp, cache, recipe_key,
                                            notes, log, timings, prefetch)
         evaluation = None
@@ -368,8 +369,30 @@ def quantize(cfg: RunConfig, out: Path, input_shape: tuple[int, ...] | None = No
                 "weight_bytes": mp.chosen_bytes, "summed_sensitivity": mp.chosen_sensitivity,
                 "sensitivity": task.sensitivity_name,
                 "avg_weight_bits": round(8 * mp.chosen_bytes / sum(li.params for li in mp.layers), 4)}
+        if shift:
+            manifest["quantization"]["shift"] = shift
         bnd.write_json(tmp / bnd.MANIFEST, manifest)
     return RunResult(Path(out), manifest, timings)
+
+
+SHIFT_FILE = "model.shift"
+
+
+def shift_weights(canonical: CanonicalModel, recipe: QuantRecipe, out_dir: Path) -> dict | None:
+    """For a shift network (layers of scheme "pow2"): write its packed weights
+    (``edgekit.kernels.shift_pack``) to ``out_dir/model.shift`` and return the manifest's
+    ``quantization.shift``: the file, its bytes, the bits per weight, and the op counts per
+    inference (``edgekit.kernels.shift_net.op_counts``). None for any other recipe."""
+    from edgekit.quant.recipe import POW2
+    if not any(lq.weight.scheme == POW2 for lq in recipe.layers.values()):
+        return None
+    from edgekit.kernels.shift_net import op_counts
+    from edgekit.kernels.shift_pack import pack
+    data = pack(recipe, zero_free=recipe.method == "denseshift")
+    (out_dir / SHIFT_FILE).write_bytes(data)
+    bits = sorted({lq.weight.code_bits for lq in recipe.layers.values() if lq.weight.scheme == POW2})
+    return {"packed_file": SHIFT_FILE, "packed_bytes": len(data), "code_bits": bits,
+            "zero_free": recipe.method == "denseshift", "ops_per_inference": op_counts(canonical.graph_module, recipe)}
 
 
 def lower_targets(cfg: RunConfig, loaded: LoadedModel, canonical: CanonicalModel, recipe: QuantRecipe, targets: list,

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgekit.errors import UserError
 from edgekit.registry import RUNTIMES
@@ -129,10 +129,12 @@ def _node_kind(union_type: str) -> str:
     return _NODE_KIND.get(t, t)
 
 
-def xnnpack_nodes(pte: str | Path) -> list[tuple[str, int | None]]:
-    """The XNNPACK delegate nodes of a .pte in execution order, as ``(kind, debug_handle)``
-    (handle None where the delegate inserted the node). Empty when the program has no XNNPACK
-    delegate or the payload cannot be decoded (then delegated events stay unmapped)."""
+def xnnpack_graphs(pte: str | Path) -> list[tuple[dict, Callable[[int], bytes]]]:
+    """The XNNPACK delegate payloads of a .pte, each as its flatbuffer graph decoded to a dict
+    (``xnodes``, ``xvalues``, ``constant_data``; with the ``flatc`` and schema that ship in the
+    executorch wheel) and a function giving the bytes of its constant buffer ``idx`` (in the
+    payload or, ExecuTorch 1.x, in the program's named data). Empty when the program has no
+    XNNPACK delegate or a payload cannot be decoded."""
     try:
         import executorch
         from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
@@ -144,8 +146,9 @@ def xnnpack_nodes(pte: str | Path) -> list[tuple[str, int | None]]:
     schema = root / "backends" / "xnnpack" / "serialization" / "schema.fbs"
     if not flatc.exists() or not schema.exists():
         return []
-    program = deserialize_pte_binary(Path(pte).read_bytes()).program
-    nodes: list[tuple[str, int | None]] = []
+    pte_file = deserialize_pte_binary(Path(pte).read_bytes())
+    program, named = pte_file.program, pte_file.named_data
+    out = []
     with tempfile.TemporaryDirectory() as tmp:
         for plan in program.execution_plan:
             for i, d in enumerate(plan.delegates):
@@ -155,23 +158,65 @@ def xnnpack_nodes(pte: str | Path) -> list[tuple[str, int | None]]:
                 try:
                     h = XNNHeader.from_bytes(data[:XNNHeader.EXPECTED_LENGTH])
                     fb = data[h.flatbuffer_offset:h.flatbuffer_offset + h.flatbuffer_size]
+                    const = data[h.constant_data_offset:h.constant_data_offset + h.constant_data_size]
                 except ValueError:  # an old payload without the header
-                    fb = data
+                    fb, const = data, b""
                 src = Path(tmp) / f"{plan.name}_{i}.bin"
                 src.write_bytes(fb)
                 r = subprocess.run([str(flatc), "--json", "--strict-json", "--raw-binary",
                                     "-o", tmp, str(schema), "--", str(src)],
                                    capture_output=True, text=True, timeout=60)
-                out = src.with_suffix(".json")
-                if r.returncode != 0 or not out.exists():
+                js = src.with_suffix(".json")
+                if r.returncode != 0 or not js.exists():
                     return []
                 # flatc writes inf/nan bare for float fields such as output_max; JSON has none
-                text = re.sub(r"(?<=[:\s\[,])-?(inf|nan|infinity)\b", "null", out.read_text())
-                for xn in json.loads(text).get("xnodes", []):
-                    dh = xn.get("debug_handle")
-                    nodes.append((_node_kind(xn.get("xnode_union_type", "")),
-                                  None if dh in (None, DEFAULT_DEBUG_HANDLE) else int(dh)))
+                graph = json.loads(re.sub(r"(?<=[:\s\[,])-?(inf|nan|infinity)\b", "null", js.read_text()))
+                out.append((graph, _constant_reader(graph, const, named)))
+    return out
+
+
+def _constant_reader(graph: dict, const: bytes, named) -> Callable[[int], bytes]:
+    def read(idx: int) -> bytes:
+        entry = graph.get("constant_data", [])[idx]
+        key = entry.get("named_key")
+        if key and named is not None and key in named.pte_data:
+            return bytes(named.buffers[named.pte_data[key].buffer_index])
+        off = int(entry.get("offset", 0))
+        return const[off:off + int(entry.get("size", 0))]
+    return read
+
+
+def xnnpack_nodes(pte: str | Path) -> list[tuple[str, int | None]]:
+    """The XNNPACK delegate nodes of a .pte in execution order, as ``(kind, debug_handle)``
+    (handle None where the delegate inserted the node). Empty when the program has no XNNPACK
+    delegate or the payload cannot be decoded (then delegated events stay unmapped)."""
+    nodes: list[tuple[str, int | None]] = []
+    for graph, _ in xnnpack_graphs(pte):
+        for xn in graph.get("xnodes", []):
+            dh = xn.get("debug_handle")
+            nodes.append((_node_kind(xn.get("xnode_union_type", "")),
+                          None if dh in (None, DEFAULT_DEBUG_HANDLE) else int(dh)))
     return nodes
+
+
+def xnnpack_int8_weights(pte: str | Path) -> list[tuple[list[int], "np.ndarray", list[float]]]:
+    """The per-channel int8 constant tensors (conv and linear weights) of a .pte's XNNPACK
+    payloads: (dims as XNNPACK stores them, values int8 flat, per-channel scales)."""
+    import numpy as np
+
+    out = []
+    for graph, read in xnnpack_graphs(pte):
+        for v in graph.get("xvalues", []):
+            u = v.get("xvalue_union", {})
+            t = u.get("tensor_value", {})
+            if v.get("xvalue_union_type") != "XNNQuantizedTensorValue" or not t.get("constant_buffer_idx") \
+                    or t.get("datatype") != "xnn_datatype_qcint8":
+                continue
+            qp = u.get("quant_params", {})
+            scales = list(qp.get("scale") or []) or (  # ExecuTorch 1.x keeps them in a constant buffer
+                np.frombuffer(read(qp["scale_buffer_idx"]), np.float32).tolist() if qp.get("scale_buffer_idx") else [])
+            out.append((t["dims"], np.frombuffer(read(t["constant_buffer_idx"]), np.int8).copy(), scales))
+    return out
 
 
 def align(event_names: list[str], nodes: list[tuple[str, int | None]]) -> list[int | None]:

@@ -1,0 +1,1 @@
+"""Reference kernels in numpy: what a device computes, written out (shift networks)."""
