@@ -7,9 +7,9 @@ target's quantizer puts them), with the weighted layers in integers and no multi
 
 - the input of a shift layer is int8 with a zero point: ``x = q - zp`` (int32);
 - every weight is ``s * 2^p``: for each exponent p the layer sums the inputs whose weight is
-  ``+2^p`` and subtracts those whose weight is ``-2^p`` (a 0/1 selection; numpy computes the
-  selected sum with an integer matmul against the 0/1 mask, i.e. additions), shifts that partial
-  sum left by p and adds it to the int32 accumulator;
+  ``+2^p`` and subtracts those whose weight is ``-2^p`` (a selection: numpy forms the selected
+  sums as a matmul against the +1/-1/0 mask, exact in float64, i.e. additions and subtractions),
+  shifts that partial sum left by p and adds it to the int32 accumulator;
 - the bias is added as int32 (``round(b / (s_in * alpha_c))``, as XNNPACK and TFLite store it);
 - one requantisation per output element: ``acc * s_in * alpha_c`` (the only multiply, per output,
   not per weight), then the ops between this layer and the next quantize (ReLU, add, mean) in
@@ -62,13 +62,25 @@ def shift_accumulate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     for p in sorted({int(v).bit_length() - 1 for v in np.unique(mags) if v}):
         pos = (w == (1 << p)).astype(np.int32)
         neg = (w == -(1 << p)).astype(np.int32)
-        part = np.einsum("ck,nk...->nc...", pos - neg, x)  # selected sums (additions)
+        part = _select_sum(pos - neg, x)  # selected sums (additions and subtractions)
         part = np.left_shift(part, p)
         acc = part if acc is None else acc + part
     if acc is None:
         shape = (x.shape[0], w.shape[0]) + x.shape[2:]
         acc = np.zeros(shape, np.int32)
     return acc.astype(np.int32)
+
+
+def _select_sum(m: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """sum_k m[c, k] * x[n, k, ...] for ``x`` [N, K, L] or [N, K], as int64. Computed as a float64
+    matmul (BLAS), which is exact here: every partial sum is an integer far below 2^53."""
+    mf, xf = m.astype(np.float64), x.astype(np.float64)
+    return np.rint(np.matmul(mf, xf) if x.ndim == 3 else np.matmul(xf, mf.T)).astype(np.int64)
+
+
+def _multiply_accumulate(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The int8 layer's sum of products (multiplications), int32 like :func:`shift_accumulate`."""
+    return _select_sum(w.astype(np.int32), x).astype(np.int32)
 
 
 def _weight(gm: fx.GraphModule, node: fx.Node, recipe: QuantRecipe, layer: str) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +95,8 @@ def _weight(gm: fx.GraphModule, node: fx.Node, recipe: QuantRecipe, layer: str) 
 def run_shift_network(gm: fx.GraphModule, recipe: QuantRecipe, x: np.ndarray) -> np.ndarray:
     """Outputs float32 [N, ...] of the converted quantized program ``gm`` (quantize/dequantize
     ops, integer weights folded: ``quantize_with_recipe(..., fold_quantize=True)``) on ``x``
-    float32 [N, C, H, W], its "pow2" conv/linear layers computed by :func:`shift_accumulate`.
+    float32 [N, C, H, W], its "pow2" conv/linear layers computed by :func:`shift_accumulate`
+    (layers kept in int8 by ``first_last = "int8"`` multiply).
     Raises NotImplementedError naming an op the kernel does not run."""
     env: dict[fx.Node, object] = {}
     pow2 = {n for n, lq in recipe.layers.items() if lq.weight.scheme == POW2}
@@ -143,16 +156,17 @@ def run_shift_network(gm: fx.GraphModule, recipe: QuantRecipe, x: np.ndarray) ->
 def _layer(gm, n: fx.Node, env, recipe: QuantRecipe, pow2: set[str]) -> np.ndarray:
     inp, wdq = n.args[0], n.args[1]
     src = env.get(inp.args[0]) if isinstance(inp, fx.Node) and inp.target == _Q.dequantize_per_tensor.default else None
-    if n.name not in pow2 or not isinstance(src, _Quantized) or not (
+    if not isinstance(src, _Quantized) or not (
             isinstance(wdq, fx.Node) and wdq.target == _Q.dequantize_per_channel.default):
-        raise NotImplementedError(f"{n.name}: the shift kernel runs int8-input pow2 layers only (first/last "
-                                  "layers kept in int8 are not multiplication-free)")
+        raise NotImplementedError(f"{n.name}: the shift kernel runs layers with int8 inputs and per-channel weights")
     q, alpha = _weight(gm, wdq, recipe, n.name)
+    # a layer kept in int8 (first_last = "int8") multiplies: the one place the network does
+    accumulate = shift_accumulate if n.name in pow2 else _multiply_accumulate
     xq = (src.q - src.zp).astype(np.int32)
     bias = get_attr_tensor(gm, n.args[2]).detach().numpy().astype(np.float64) if len(n.args) > 2 and n.args[2] is not None else None
     real = src.scale * alpha  # per output channel
     if n.target == _aten.linear.default:
-        acc = shift_accumulate(xq, q)  # [N, C]
+        acc = accumulate(xq, q)  # [N, C]
         shape = (1, -1)
     else:
         stride, padding = (list(n.args[3]) if len(n.args) > 3 else [1, 1]), (list(n.args[4]) if len(n.args) > 4 else [0, 0])
@@ -163,7 +177,7 @@ def _layer(gm, n: fx.Node, env, recipe: QuantRecipe, pow2: set[str]) -> np.ndarr
         for g in range(groups):
             cols, oh, ow = _im2col(xq[:, g * cin_g:(g + 1) * cin_g], kh, kw, stride, padding, dilation)
             wg = q[g * (cout // groups):(g + 1) * (cout // groups)].reshape(cout // groups, -1)
-            outs.append(shift_accumulate(cols, wg))
+            outs.append(accumulate(cols, wg))
         acc = np.concatenate(outs, 1).reshape(xq.shape[0], cout, oh, ow)
         shape = (1, -1, 1, 1)
     if bias is not None:
@@ -173,17 +187,18 @@ def _layer(gm, n: fx.Node, env, recipe: QuantRecipe, pow2: set[str]) -> np.ndarr
 
 def op_counts(gm: fx.GraphModule, recipe: QuantRecipe) -> dict[str, int]:
     """Per inference of one image (the folded float graph ``gm`` gives the output sizes):
-    ``multiplications_replaced`` (MACs of the "pow2" layers with a nonzero weight), ``adds``
+    ``macs`` (of all conv/linear layers, zeros included: an int8 or FP32 network's), ``multiplications_replaced`` (MACs of the "pow2" layers with a nonzero weight), ``adds``
     (one per such MAC, plus one bias add per output), ``shifts`` (one per output and exponent
     its channel uses), ``requantization_multiplies`` (one per output of those layers), and
     ``int8_multiplies`` (MACs of layers kept in int8)."""
-    out = dict.fromkeys(("multiplications_replaced", "adds", "shifts", "requantization_multiplies",
+    out = dict.fromkeys(("macs", "multiplications_replaced", "adds", "shifts", "requantization_multiplies",
                          "int8_multiplies"), 0)
     nodes = {n.name: n for n in gm.graph.nodes}
     for name, lq in recipe.layers.items():
         node = nodes[name]
         shape = node.meta["val"].shape
         per_channel_outputs = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+        out["macs"] += int(get_attr_tensor(gm, node.args[1]).numel()) * per_channel_outputs
         if lq.weight.scheme != POW2:
             w = get_attr_tensor(gm, node.args[1])
             out["int8_multiplies"] += int(w[0].numel()) * int(w.shape[0]) * per_channel_outputs

@@ -211,7 +211,7 @@ def finetune(gm: fx.GraphModule, teacher: fx.GraphModule, layers: dict[str, int]
         opt.zero_grad()
         loss.backward()
         opt.step()
-        loss_v = float(loss)
+        loss_v = float(loss.detach())
         bar.set_postfix(loss=f"{loss_v:.4f}")
         if checkpoint is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
             _save(Path(checkpoint), checkpoint_key, step + 1, shifts, biases, opt)

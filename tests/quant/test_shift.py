@@ -158,3 +158,22 @@ def test_shift_refusals_are_one_line(cli, tmp_path):
     assert r.returncode == 2 and "--w-bits 8" in last and "3 or 4" in last and not (tmp_path / "b").exists()
     r = cli(*base, "--method", "ptq", "--finetune-steps", "5")
     assert r.returncode == 2 and "--finetune-steps does not apply to --method ptq" in r.stderr.strip().splitlines()[-1]
+
+
+def test_data_free_shift_network_with_int8_first_and_last_layers(cli, tmp_path):
+    """--data-free fine-tunes on Genie-D's distilled images; first_last = "int8" (config file)
+    keeps the first and last layers in 8-bit affine, which the kernel then multiplies."""
+    conf = tmp_path / "run.toml"
+    conf.write_text('model = "tests.fixtures.models:tiny_bn"\nmethod = "denseshift"\ndata_free = true\n'
+                    '[quant]\nw_bits = 4\nfinetune_steps = 10\nfirst_last = "int8"\n'
+                    '[synth]\nnum_samples = 16\nbatch_size = 16\niterations = 5\n')
+    out = tmp_path / "b"
+    r = cli("quantize", "--config", str(conf), "--out", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["quantization"]["data_free"] is True and m["quantization"]["calibration"]["kind"] == "synthetic"
+    ops = m["quantization"]["shift"]["ops_per_inference"]
+    assert ops["int8_multiplies"] > 0 and ops["multiplications_replaced"] > 0
+    rec = json.loads((out / "recipe.json").read_text())
+    schemes = [lq["weight"]["scheme"] for lq in rec["layers"].values()]
+    assert schemes == ["affine", "pow2", "affine"]
