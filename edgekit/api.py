@@ -240,3 +240,137 @@ def evaluate_bundle(path: str | os.PathLike, *, dataset: str | None = None, eval
     section. Raises UserError for a missing, changed or unknown file or no data set."""
     from edgekit.pipeline import evaluate_path
     return evaluate_path(Path(path), dataset, limit, progress=progress, eval_data=eval_data)
+
+
+def _sr_artifacts(path: str | os.PathLike, pick: str | None = None, every: bool = False) -> list[Path]:
+    """The SR artifact file ``path``, or from the bundle folder ``path`` the artifact named ``pick``
+    (its file or target), else every artifact (``every``) or the first of .pte, .tflite, .onnx.
+    Each is checked (sha256 against the manifest, format, a load in a child process) before any
+    runtime here sees it. Raises UserError naming what is wrong."""
+    from edgekit.bundle import inside, read_manifest, verify
+    from edgekit.runtimes.base import runtime_of_suffix, suffixes
+    from edgekit.runtimes.checks import check_artifact, probe_artifact
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"{p} does not exist; give a {suffixes()} super-resolution model or a bundle folder")
+    if not p.is_dir():
+        if pick:
+            raise UserError(f"--artifact picks one artifact of a bundle folder; {p} is a file: drop --artifact")
+        files = [(p, None)]
+    else:
+        listed = [a for a in read_manifest(p).get("artifacts") or [] if isinstance(a, dict)
+                  and isinstance(a.get("file"), str) and runtime_of_suffix(Path(a["file"]).suffix)]
+        if not listed:
+            raise UserError(f"{p}/manifest.json lists no {suffixes()} artifact; give an artifact file")
+        chosen = [a for a in listed if pick in (a["file"], a.get("target"))] if pick else listed
+        if not chosen:
+            raise UserError(f"--artifact {pick!r} is not in {p}; use one of {', '.join(a['file'] for a in listed)}")
+        chosen.sort(key=lambda a: runtime_of_suffix(Path(a["file"]).suffix).preference)
+        files = [(inside(p, a["file"], "artifact"), a.get("sha256")) for a in (chosen if every else chosen[:1])]
+    for f, digest in files:
+        if digest is not None and not f.is_file():
+            raise UserError(f"{f} is missing; re-create the bundle with 'edgekit quantize'")
+        check_artifact(f)
+        verify(f, digest)
+        probe_artifact(f)
+    return [f for f, _ in files]
+
+
+def _written_by_edgekit(path: Path) -> bool:
+    """Whether ``path`` is a PNG that :func:`upscale` wrote (its ``Software`` text chunk)."""
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            return str(getattr(img, "text", {}).get("Software", "")).startswith("edgekit ")
+    except Exception:
+        return False
+
+
+def upscale(artifact: str | os.PathLike, images: str | os.PathLike, out: str | os.PathLike, *,
+            pick: str | None = None, force: bool = False, margin: int = 8, threads: int | None = None,
+            log=lambda message: None) -> list[Path]:
+    """What ``edgekit upscale`` runs: upscale the PNG/JPEG image ``images`` (or every one directly
+    inside that folder) with the SR artifact ``artifact`` (a .pte/.tflite/.onnx file, or a bundle
+    folder: its artifact ``pick``, else its .pte, .tflite or .onnx in that order), tile by tile
+    (``edgekit.tasks.sr_tiling``, ``margin`` LR pixels of overlap). A Y model upscales the luma
+    and Cb/Cr get the MATLAB bicubic; an RGB model all three channels; grey images stay grey; an
+    alpha channel gets the bicubic. Each result is written as ``<stem>_x<s>.png`` (8 bits a
+    sample) into the folder ``out`` (created), through a temporary file and a rename. Returns the
+    paths written.
+
+    Raises UserError, before anything is written, for a missing path, a file that is not an
+    image or not an artifact, an artifact that is not an SR model, ``out`` naming a file, two
+    inputs with the same output name, or an output that exists and that edgekit did not write
+    (unless ``force``)."""
+    import numpy as np
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from edgekit.data.bicubic import upscale_bicubic
+    from edgekit.data.images import photo_files, read_photo
+    from edgekit.tasks.sr_tiling import TiledSR, upscale_image
+    from edgekit.version import __version__
+
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder (new or existing) for the upscaled images")
+    files = photo_files(images)
+    model_path = _sr_artifacts(artifact, pick)[0]
+    for f in files:  # every input readable before anything is written
+        read_photo(f)
+    model = TiledSR(model_path, margin, threads)
+    dests = [out / f"{f.stem}_x{model.scale}.png" for f in files]
+    for i, d in enumerate(dests):
+        if d in dests[:i]:
+            raise UserError(f"{files[dests.index(d)].name} and {files[i].name} would both be written to {d.name}; "
+                            "rename one of them")
+        if d.is_dir() or (d.exists() and not force and not _written_by_edgekit(d)):
+            raise UserError(f"{d} exists and edgekit did not write it; move it away, give another --out, "
+                            "or add --force to overwrite it")
+    out.mkdir(parents=True, exist_ok=True)
+    for f, d in zip(files, dests):
+        pixels, alpha = read_photo(f)
+        sr = upscale_image(model, pixels)
+        if alpha is not None:
+            sr = np.dstack([sr, upscale_bicubic(alpha, model.scale)])
+        info = PngInfo()
+        info.add_text("Software", f"edgekit {__version__} upscale")
+        info.add_text("Comment", f"{f.name} upscaled x{model.scale} by {model.name}")
+        fd, tmp = tempfile.mkstemp(prefix=f".{d.name}.", suffix=".tmp", dir=out)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                Image.fromarray(sr).save(fh, format="PNG", pnginfo=info)
+            os.replace(tmp, d)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        log(f"{f} -> {d}")
+    return dests
+
+
+def evaluate_sr(path: str | os.PathLike, eval_data: str | os.PathLike | None, scale: int, *,
+                limit: int | None = None, margin: int = 8, threads: int | None = None) -> dict:
+    """What ``edgekit eval PATH --eval-data DIR --scale S`` runs: the SR artifact file ``path`` (or
+    every artifact of the bundle folder ``path``) and the bicubic baseline scored on the photos of
+    ``eval_data`` at x``scale``: PSNR (dB) and SSIM on Y with ``scale`` pixels shaved
+    (``edgekit.tasks.sr_folder.evaluate_sr_folder``, whose dict it returns). Raises UserError for a
+    scale outside 2..8, no or a bad folder, a bad artifact (checked before it is loaded, as
+    :func:`upscale` does) or one of another scale."""
+    from edgekit.data.images import photo_files
+    from edgekit.tasks.sr_folder import SCALES, evaluate_sr_folder
+
+    if scale not in SCALES:
+        raise UserError(f"--scale {scale} is not one of {SCALES.start}..{SCALES.stop - 1}; give the upscaling factor")
+    if eval_data is None:
+        raise UserError("--scale scores super-resolution on your photos: give --eval-data DIR (a folder of "
+                        "high-resolution PNG/JPEG photos)")
+    photo_files(eval_data, "--eval-data")
+    return evaluate_sr_folder(_sr_artifacts(path, every=True), eval_data, scale, margin, limit, threads)
+
+
+def train_lut(method: str, out: str | os.PathLike, **kwargs) -> dict:
+    """What ``edgekit lut train`` runs (``edgekit.lut_job.train_lut``: the arguments, the bundle
+    and the errors are described there); returns the bundle's manifest."""
+    from edgekit.lut_job import train_lut as _train
+    return _train(method, out, **kwargs)

@@ -257,15 +257,48 @@ def _config_file(path: Path, model: str | None) -> RunConfig:
 @click.option("--limit", type=int, default=None, help="Evaluate on the first N images only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
 @click.option("--no-progress", is_flag=True)
-def eval_cmd(bundle_or_artifact, dataset, eval_data, limit, as_json, no_progress) -> None:
+@click.option("--scale", type=int, default=None,
+              help="Super-resolution: score the x SCALE model on --eval-data, a folder of high-resolution photos "
+                   "(PSNR/SSIM on Y against MATLAB-bicubic LR, and the bicubic baseline).")
+def eval_cmd(bundle_or_artifact, dataset, eval_data, limit, as_json, no_progress, scale) -> None:
     """Run an artifact (or every artifact of a bundle) in its own runtime over a data set: top-1,
-    and agreement with the PyTorch simulation of the bundle's recipe."""
+    and agreement with the PyTorch simulation of the bundle's recipe. With --scale: a
+    super-resolution model's PSNR/SSIM on a folder of photos, against bicubic."""
     from edgekit.api import evaluate_bundle
     from edgekit.report import evaluation_table
 
+    if scale is not None:
+        from edgekit.api import evaluate_sr
+        from edgekit.tasks.sr_folder import sr_table
+        if dataset is not None:
+            raise UserError("--dataset does not apply with --scale: give the photos with --eval-data DIR")
+        evaluation = evaluate_sr(bundle_or_artifact, eval_data, scale, limit=limit)
+        click.echo(json.dumps(evaluation, indent=2) if as_json else sr_table(evaluation))
+        return
     evaluation = evaluate_bundle(bundle_or_artifact, dataset=dataset, eval_data=eval_data, limit=limit,
                                  progress=not no_progress)
     click.echo(json.dumps(evaluation, indent=2) if as_json else evaluation_table(evaluation))
+
+
+@cli.command("upscale")
+@click.argument("artifact_or_bundle", type=click.Path(path_type=Path))
+@click.argument("image_or_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the upscaled images, <stem>_x<s>.png (created when missing).")
+@click.option("--artifact", "artifact_name", default=None,
+              help="The bundle's artifact to run, by file or target name "
+                   "(default: its .pte, else .tflite, else .onnx).")
+@click.option("--margin", type=int, default=8, show_default=True,
+              help="Overlap of the tiles in low-resolution pixels (at least the model's receptive-field radius).")
+@click.option("--threads", type=int, default=None, help="Runtime threads (default: the runtime's).")
+@click.option("--force", is_flag=True, help="Overwrite output files that edgekit did not write.")
+def upscale_cmd(artifact_or_bundle, image_or_dir, out, artifact_name, margin, threads, force) -> None:
+    """Upscale an image (or every PNG/JPEG in a folder) with a super-resolution artifact or bundle,
+    tile by tile: a Y model upscales the luma (Cb/Cr get bicubic), an RGB model all channels."""
+    from edgekit.api import upscale
+    for p in upscale(artifact_or_bundle, image_or_dir, out, pick=artifact_name, force=force, margin=margin,
+                     threads=threads):
+        click.echo(str(p))
 
 
 @cli.group()
@@ -325,6 +358,59 @@ except ModuleNotFoundError as e:
         raise
 else:
     _register_profiling(cli)
+
+
+@cli.group()
+def lut() -> None:
+    """LUT networks for super-resolution (SR-LUT, MuLUT, AutoLUT-style): train, transfer to int8
+    tables, fine-tune the tables, export .pte and .tflite."""
+
+
+def _size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        h, _, w = value.lower().partition("x")
+        return int(h), int(w or h)
+    except ValueError:
+        raise UserError(f"--input-size {value!r}: give HxW in LR pixels, e.g. 256x256") from None
+
+
+@lut.command("train")
+@click.option("--method", type=click.Choice(["srlut", "mulut", "autolut"]), default="srlut", show_default=True)
+@click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor (2, 3 or 4).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The bundle folder to write.")
+@click.option("--steps", type=int, default=None, help="Training steps of the network (default per method).")
+@click.option("--finetune-steps", type=int, default=None, help="LUT-aware fine-tuning steps of the tables (default 1000).")
+@click.option("--batch", type=int, default=16, show_default=True, help="Patches per step.")
+@click.option("--patch", type=int, default=None, help="LR patch side in pixels (default per method).")
+@click.option("--train-data", type=click.Path(path_type=Path), default=None,
+              help="A folder of high-resolution photos (default: the training photos edgekit ships or finds installed).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Resumable training state (default OUT.ckpt, removed on success).")
+@click.option("--input-size", default=None, help="The artifacts' LR input, HxW (default: the held-out tile, 192/scale).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace --out even if it holds files edgekit did not write.")
+@click.option("--no-progress", is_flag=True)
+def lut_train(method, scale, out, steps, finetune_steps, batch, patch, train_data, checkpoint, input_size, seed,
+              force, no_progress) -> None:
+    """Train a LUT network on photos, transfer it to int8 tables (17^4 entries per unit), fine-tune
+    the tables, and write a bundle: the tables, a .pte and a .tflite checked against the numpy
+    reference on held-out photos."""
+    from edgekit.api import train_lut
+
+    m = train_lut(method, out, scale=scale, steps=steps, finetune_steps=finetune_steps, batch=batch, patch=patch,
+                  train_data=train_data, checkpoint=checkpoint, input_size=_size(input_size), force=force,
+                  progress=not no_progress, seed=seed, log=click.echo)
+    ev = m["evaluation"]
+    click.echo(f"{method} x{scale}: tables {m['tables']['bytes']:,} bytes; held-out PSNR-Y "
+               f"{ev['reference']['psnr_y_db']:.3f} dB (bicubic {ev['bicubic']['psnr_y_db']:.3f} dB)")
+    for a in m["artifacts"]:
+        e = a.get("evaluation")
+        if e:
+            click.echo(f"  {a['file']}: {e['psnr_y_db']:.3f} dB, identical pixels {100 * e['identical_pixels']:.3f}% "
+                       f"of the numpy reference{' (bit-exact)' if e['bit_exact'] else ''}")
+    click.echo(f"wrote {out}")
 
 
 def quiet_libraries() -> None:

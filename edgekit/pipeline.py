@@ -638,6 +638,9 @@ def evaluate_path(path: Path, dataset: str | None = None, limit: int | None = No
         raise UserError(f"{path} does not exist; give a bundle directory or a {suffixes()} file")
     bundle_dir = path if path.is_dir() else path.parent
     manifest = bnd.read_manifest(bundle_dir) if (path.is_dir() or (bundle_dir / bnd.MANIFEST).exists()) else None
+    if manifest and manifest.get("kind") == "lut":
+        raise UserError(f"{path} is a LUT super-resolution bundle: score it on your photos with "
+                        f"--eval-data DIR --scale {manifest['model']['scale']}")
     if path.is_dir():
         listed = manifest.get("artifacts") or []
         entries = [(a["target"], inside(bundle_dir, a["file"], "artifact"), a.get("sha256")) for a in listed]

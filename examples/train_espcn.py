@@ -7,10 +7,11 @@ Usage:
 
 The photos come with installed wheels (no download): scikit-image's, scikit-learn's and
 matplotlib's sample photographs (public domain, CC0 or CC BY 2.0) and foolbox's 20 ImageNet photos
-(training only); see calibration/sr-photos/README.md. They are split by photo: ``HELD_OUT`` photos
-give the evaluation tiles (calibration/sr-photos/eval.npz) and are never seen in training;
-``TRAIN`` photos give the training patches, and the redistributable ones among them
-(``REDISTRIBUTABLE``, not foolbox's) the calibration tiles (calib.npz).
+(training only), listed with their licences in ``edgekit.data.photos``; see
+calibration/sr-photos/README.md. They are split by photo: ``HELD_OUT`` photos give the evaluation
+tiles (calibration/sr-photos/eval.npz) and are never seen in training; ``TRAIN`` photos give the
+training patches, and the redistributable ones among them (``REDISTRIBUTABLE``, not foolbox's) the
+calibration tiles (calib.npz).
 
 Pipeline (as in SR papers): RGB -> BT.601 luma Y (``edgekit.tasks.sr_metrics.rgb_to_y``), rounded
 to 8 bits: the high-resolution (HR) image. Low resolution (LR) = PIL bicubic resize by 1/3 (PIL
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import importlib.util
 import math
 import shlex
 import sys
@@ -38,64 +38,17 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from edgekit.data.photos import HELD_OUT, REDISTRIBUTABLE, TRAIN, load_y  # noqa: E402
+from edgekit.errors import UserError  # noqa: E402
 from edgekit.models.espcn import ESPCN  # noqa: E402
-from edgekit.tasks.sr_metrics import psnr, rgb_to_y, ssim  # noqa: E402
+from edgekit.tasks.sr_metrics import psnr, ssim  # noqa: E402
 
 DEFAULT_OUT = ROOT / "edgekit/models/checkpoints/espcn_x3.pt"
 DATA_DIR = ROOT / "calibration/sr-photos"
 SCALE = 3
 TILE = 192  # HR tile side in eval.npz / calib.npz; LR tiles are TILE // SCALE = 64
 
-# name -> (distribution that ships it, import package, path inside the package, licence)
-PHOTOS = {
-    "astronaut": ("scikit-image", "skimage", "data/astronaut.png", "public domain (NASA)"),
-    "camera": ("scikit-image", "skimage", "data/camera.png", "CC0 (Lav Varshney)"),
-    "chelsea": ("scikit-image", "skimage", "data/chelsea.png", "CC0 (Stefan van der Walt)"),
-    "coffee": ("scikit-image", "skimage", "data/coffee.png", "CC0 (Rachel Michetti)"),
-    "rocket": ("scikit-image", "skimage", "data/rocket.jpg", "public domain (SpaceX)"),
-    "coins": ("scikit-image", "skimage", "data/coins.png", "no known copyright restrictions (Brooklyn Museum)"),
-    "brick": ("scikit-image", "skimage", "data/brick.png", "CC0 (CC0Textures)"),
-    "grass": ("scikit-image", "skimage", "data/grass.png", "CC0 (linolafett, DeviantArt)"),
-    "gravel": ("scikit-image", "skimage", "data/gravel.png", "CC0 (CC0Textures)"),
-    "hubble_deep_field": ("scikit-image", "skimage", "data/hubble_deep_field.jpg", "public domain (NASA)"),
-    "retina": ("scikit-image", "skimage", "data/retina.jpg", "CC0 (Wikimedia Commons)"),
-    "china": ("scikit-learn", "sklearn", "datasets/images/china.jpg", "CC BY 2.0 (danielbuechele, Flickr)"),
-    "flower": ("scikit-learn", "sklearn", "datasets/images/flower.jpg", "CC BY 2.0 (vultilion, Flickr)"),
-    "grace_hopper": ("matplotlib", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
-                     "public domain (U.S. Navy photograph)"),
-}
-# foolbox 3.3.4's 20 ImageNet photos (512x512 JPEG; copyright of their authors, as for the
-# project's ``imagenet-photos`` evaluation set): used for training only, never copied into the repo.
-FOOLBOX = tuple(f"imagenet_{i:02d}" for i in range(20))
-HELD_OUT = ("camera", "chelsea", "coffee", "flower", "rocket")
-REDISTRIBUTABLE = tuple(n for n in PHOTOS if n not in HELD_OUT)  # calib.npz comes from these only
-TRAIN = REDISTRIBUTABLE + FOOLBOX
 TRAIN_SCALES = (1.0, 0.8, 0.6)
-
-
-def photo_path(name: str) -> Path:
-    """Where the installed wheel keeps the photo (found without importing the package)."""
-    if name in FOOLBOX:
-        pkg, rel = "foolbox", None
-    else:
-        _, pkg, rel, _ = PHOTOS[name]
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"photo {name!r} needs the package {pkg!r} installed")
-    root = Path(list(spec.submodule_search_locations)[0])
-    if rel is None:  # foolbox's files carry their ImageNet label: imagenet_{index}_{label}.jpg
-        hits = sorted((root / "data").glob(f"{name}_*.jpg"))
-        if len(hits) != 1:
-            raise SystemExit(f"photo {name!r}: expected one file {root / 'data'}/{name}_*.jpg, found {len(hits)}")
-        return hits[0]
-    return root / rel
-
-
-def load_y(name: str) -> np.ndarray:
-    """The photo's BT.601 luma as uint8 [H, W] (Y in [0, 1] times 255, rounded); grey photos are
-    read as R = G = B."""
-    rgb = np.asarray(Image.open(photo_path(name)).convert("RGB"))
-    return np.clip(np.round(rgb_to_y(rgb) * 255.0), 0, 255).astype(np.uint8)
 
 
 def resize_f(y: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -300,4 +253,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as e:  # a photo's package missing: one line, as before
+        raise SystemExit(str(e)) from None

@@ -4,8 +4,8 @@ Conventions (e.g. Dong et al., SRCNN, TPAMI 2016, Sec. 4; Shi et al., ESPCN, CVP
 scores are computed on the luma channel Y of ITU-R BT.601 (MATLAB's ``rgb2ycbcr``) with ``border``
 pixels shaved from each side (usually the upscaling factor), images in [0, 1].
 
-* ``rgb_to_y``: RGB -> Y in [0, 1]: ``(16 + 65.481 R + 128.553 G + 24.966 B) / 255`` with R, G, B
-  in [0, 1]; Y spans [16/255, 235/255] (the "studio swing" of BT.601).
+* ``rgb_to_y`` (``edgekit.data.ycbcr``): RGB -> Y in [0, 1]: ``(16 + 65.481 R + 128.553 G +
+  24.966 B) / 255`` with R, G, B in [0, 1]; Y spans [16/255, 235/255] (the "studio swing" of BT.601).
 * ``psnr``: peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / MSE)``, per image, then
   the mean over images.
 * ``ssim``: structural similarity of Wang, Bovik, Sheikh & Simoncelli, "Image quality assessment:
@@ -23,21 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-_BT601 = np.array([65.481, 128.553, 24.966])
-
-
-def rgb_to_y(img: np.ndarray) -> np.ndarray:
-    """RGB image(s) [..., H, W, 3] -> BT.601 luma Y float64 [..., H, W] in [16/255, 235/255].
-
-    uint8 input is read as pixel / 255; float input must already be in [0, 1].
-    Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255 (MATLAB ``rgb2ycbcr``, divided by 255).
-    Raises ValueError when the last axis is not 3.
-    """
-    a = np.asarray(img)
-    if a.ndim < 3 or a.shape[-1] != 3:
-        raise ValueError(f"rgb_to_y needs an RGB image [..., H, W, 3]; got shape {a.shape}")
-    rgb = a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
-    return (16.0 + rgb @ _BT601) / 255.0
+from edgekit.data.ycbcr import rgb_to_y  # noqa: F401  (re-exported: the luma the metrics are computed on)
 
 
 def _as_stack(x: np.ndarray, name: str) -> np.ndarray:
