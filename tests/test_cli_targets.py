@@ -109,3 +109,29 @@ def test_16_bit_activations_are_refused_by_8_bit_targets_in_one_line(cli, tmp_pa
     assert r.returncode == 2 and "activation bit width 16" in last and not (tmp_path / "b").exists()
     r = cli("quantize", str(tmp_path / "user.pt2"), "--data-free", "--a-bits", "12", "--out", str(tmp_path / "b"))
     assert r.returncode == 2 and "--a-bits 12" in r.stderr.strip().splitlines()[-1]
+
+
+def test_qnn_pte_target_refuses_without_the_sdk_before_any_work(tmp_path):
+    """``--target executorch-qnn`` with no QNN SDK (none can be had here): one line naming what to
+    install and the target that works without it, exit 2, no bundle, and nothing of ExecuTorch's
+    Qualcomm backend imported (it would try to download the SDK)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    export_static_pt2(tmp_path / "user.pt2")
+    code = ("import sys; from edgekit.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n"
+            "    assert not any(m.startswith('executorch.backends.qualcomm') for m in sys.modules), 'imported'\n"
+            "    raise\n")
+    env = {k: v for k, v in os.environ.items() if k != "QNN_SDK_ROOT"}
+    for extra in ({}, {"QNN_SDK_ROOT": str(tmp_path)}):  # unset, then a folder that holds no SDK
+        r = subprocess.run([sys.executable, "-c", code, "quantize", str(tmp_path / "user.pt2"), "--data-free",
+                            "--target", "executorch-qnn", "--out", str(tmp_path / "b")],
+                           cwd=ROOT, capture_output=True, text=True, env={**env, **extra}, timeout=600)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert len(lines) == 1 and "QNN SDK" in lines[0] and "QNN_SDK_ROOT" in lines[0] and "qnn-htp" in lines[0]
+        assert not (tmp_path / "b").exists()
