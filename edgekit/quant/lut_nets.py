@@ -198,13 +198,64 @@ class Unit(nn.Module):
         return torch.tanh(self.last(h))
 
 
-class LutNet(nn.Module):
-    """A trainable SR-LUT / MuLUT / AutoLUT-style network of ``spec`` (see the module docstring).
-    forward: x float32 [N, 1, h, w] in [0, 1] -> [N, 1, r*h, r*w] (pixel values / 255)."""
+class StagedLut(nn.Module):
+    """The stage arithmetic shared by the trainable network (:class:`LutNet`) and the table network
+    (``edgekit.quant.lut_tables.TableNet``); subclasses say how a unit's 4 rotations are computed
+    (``rotations``), how values are rounded (``rnd``) and the AdaRL mix (``mix``).
+
+    forward: x float32 [N, 1, h, w] in [0, 1] -> [N, 1, r*h, r*w] (8-bit pixel values / 255;
+    clamped to [0, 255] first when ``clamp_output``). Stage rules: see the module docstring."""
+
+    clamp_output = False
 
     def __init__(self, spec: LutSpec) -> None:
         super().__init__()
         self.spec = spec
+        for k in range(4):  # how rotation k's r x r output block is rotated back
+            self.register_buffer(f"perm{k}", block_permutation(spec.scale, k), persistent=False)
+
+    def rnd(self, t: torch.Tensor) -> torch.Tensor:
+        return round_ste(t)
+
+    def rotations(self, stage: int, mode: str, xp: torch.Tensor, h: int, w: int) -> list[torch.Tensor]:
+        """Unit (stage, mode) under the 4 rotations, on the image padded by ``PAD`` (xp
+        [N, h + 4, w + 4]): 4 outputs [N*h*w, r'*r'] in 8-bit units (127 * unit output)."""
+        raise NotImplementedError
+
+    def mix(self, stage: int) -> torch.Tensor | float | None:
+        """AdaRL's a after intermediate ``stage`` (0-based), or None without AdaRL."""
+        return None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # 3-D [N, H, W] inside: ExecuTorch's dim orders are ambiguous for [N, 1, H, W] views
+        spec, rnd = self.spec, self.rnd
+        x255 = rnd(torch.clamp(x[:, 0], 0, 1) * 255.0)
+        n, (b, h, w) = len(spec.modes), x255.shape
+        for st in range(spec.stages):
+            last = st == spec.stages - 1
+            r = spec.scale if last else 1
+            xp = pad_all(x255)
+            pred = 0
+            for m in spec.modes:
+                for k, v in enumerate(self.rotations(st, m, xp, h, w)):
+                    pred = pred + (v.index_select(1, getattr(self, f"perm{k}")) if r > 1 else v)
+            if last:
+                y = rnd(pixel_shuffle3(pred, b, h, w, r) / n)
+                return (torch.clamp(y, 0, 255) if self.clamp_output else y).unsqueeze(1) / 255.0
+            y = torch.clamp(rnd(pred.view(b, h, w) / (4 * n) + 127.0), 0, 255)
+            a = self.mix(st)
+            if a is not None:
+                y = torch.clamp(rnd((1 - a) * y + a * x255), 0, 255)
+            x255 = y
+        raise AssertionError("unreachable")
+
+
+class LutNet(StagedLut):
+    """A trainable SR-LUT / MuLUT / AutoLUT-style network of ``spec`` (see the module docstring).
+    forward: x float32 [N, 1, h, w] in [0, 1] -> [N, 1, r*h, r*w] (pixel values / 255, unclamped)."""
+
+    def __init__(self, spec: LutSpec) -> None:
+        super().__init__(spec)
         self.units = nn.ModuleDict()
         for s in range(spec.stages):
             outputs = spec.scale ** 2 if s == spec.stages - 1 else 1
@@ -213,41 +264,16 @@ class LutNet(nn.Module):
         # AdaRL mix per intermediate stage, as a logit (sigmoid -> a in [0, 1]); starts at a = 0.27
         self.residual = nn.Parameter(torch.full((max(spec.stages - 1, 0),), -1.0)) if spec.adaptive_residual else None
 
-    def residual_mix(self, stage: int, fixed: bool = True) -> torch.Tensor:
-        """AdaRL's a of intermediate ``stage`` (0-based), a multiple of 1/64 when ``fixed``."""
-        a = torch.sigmoid(self.residual[stage])
-        return round_ste(a * FIXED_POINT) / FIXED_POINT if fixed else a
+    def mix(self, stage: int) -> torch.Tensor | None:
+        """AdaRL's a of intermediate ``stage`` (0-based), a multiple of 1/64 (straight-through)."""
+        if self.residual is None:
+            return None
+        return round_ste(torch.sigmoid(self.residual[stage]) * FIXED_POINT) / FIXED_POINT
 
-    def stage(self, x255: torch.Tensor, s: int) -> torch.Tensor:
-        """Stage ``s`` (0-based) on x255 [N, h, w] (integer pixel values): the sum over modes and
-        rotations of round(127 * unit output), [N*h*w, r'*r'] per-pixel blocks (r' = scale on the
-        last stage, 1 before). The 4 rotations of a unit run as one batch."""
-        last = s == self.spec.stages - 1
-        r = self.spec.scale if last else 1
-        n, h, w = x255.shape
-        xp = pad_all(x255)
-        pred = 0
-        for m in self.spec.modes:
-            unit = self.units[f"s{s + 1}_{m}"]
-            v = round_ste(127.0 * unit.mlp(torch.cat([unit.samples(xp, k, h, w) for k in range(4)])))
-            for k, vk in enumerate(v.chunk(4)):
-                pred = pred + (vk[:, block_permutation(r, k)] if r > 1 else vk)
-        return pred
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x255 = round_ste(torch.clamp(x[:, 0], 0, 1) * 255.0)
-        n, h, w = x255.shape
-        modes = len(self.spec.modes)
-        for s in range(self.spec.stages):
-            pred = self.stage(x255, s)
-            if s == self.spec.stages - 1:
-                return pixel_shuffle3(round_ste(pred / modes), n, h, w, self.spec.scale).unsqueeze(1) / 255.0
-            y = torch.clamp(round_ste(pred.view(n, h, w) / (4 * modes) + 127.0), 0, 255)
-            if self.residual is not None:
-                a = self.residual_mix(s)
-                y = torch.clamp(round_ste((1 - a) * y + a * x255), 0, 255)
-            x255 = y
-        raise AssertionError("unreachable")
+    def rotations(self, stage: int, mode: str, xp: torch.Tensor, h: int, w: int) -> list[torch.Tensor]:
+        """round(127 * unit output) per rotation; the 4 rotations run through the MLP as one batch."""
+        unit = self.units[f"s{stage + 1}_{mode}"]
+        return list(round_ste(127.0 * unit.mlp(torch.cat([unit.samples(xp, k, h, w) for k in range(4)]))).chunk(4))
 
 
 def fixed_point_params(net: LutNet) -> dict:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekit.quant.lut_nets import (FIXED_POINT, LutNet, LutSpec, block_permutation, pad_all, pattern_samples,
-                                    pixel_shuffle3, round_ste, window_kernel, window_samples)
+from edgekit.quant.lut_nets import (FIXED_POINT, LutNet, LutSpec, StagedLut, pattern_samples, round_ste, window_kernel,
+                                    window_samples)
 
 
 def grid_inputs(spec: LutSpec) -> torch.Tensor:
@@ -78,7 +78,7 @@ def simplex_interpolate(table: torch.Tensor, s: torch.Tensor, interval: int) -> 
     return (weights.unsqueeze(2) * rows).sum(dim=1) / q
 
 
-class TableNet(nn.Module):
+class TableNet(StagedLut):
     """The LUT network: ``spec``'s units replaced by tables (see the module docstring).
 
     forward: x float32 [N, 1, h, w] in [0, 1] -> [N, 1, r*h, r*w] in [0, 1], the output pixels
@@ -90,8 +90,8 @@ class TableNet(nn.Module):
 
     def __init__(self, spec: LutSpec, tables: dict[str, torch.Tensor], fixed: dict | None = None,
                  trainable: bool = False) -> None:
-        super().__init__()
-        self.spec, self.trainable, self.names = spec, trainable, list(tables)
+        super().__init__(spec)
+        self.trainable, self.names = trainable, list(tables)
         for i, name in enumerate(self.names):
             t = tables[name]
             if trainable:
@@ -106,8 +106,6 @@ class TableNet(nn.Module):
                 for k in range(4):
                     self.register_buffer(f"sample{i}_{k}", window_kernel(w, k))
         self.residual = [r / FIXED_POINT for r in fixed.get("residual", [])]
-        for k in range(4):
-            self.register_buffer(f"perm{k}", block_permutation(spec.scale, k), persistent=False)
 
     def table(self, i: int) -> torch.Tensor:
         t = getattr(self, f"table{i}")
@@ -119,34 +117,21 @@ class TableNet(nn.Module):
         kern = getattr(self, f"sample{i}_{k}", None)
         if kern is None:
             return pattern_samples(xp, self.names[i].split("_")[1], k, h, w)
-        return window_samples(xp, kern, round_ste if self.trainable else torch.round)
+        return window_samples(xp, kern, self.rnd)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # As LutNet.forward with the units' MLPs replaced by table lookups; 3-D [N, H, W] inside
-        # (ExecuTorch's dim orders are ambiguous for [N, 1, H, W] views).
-        spec = self.spec
-        rnd = round_ste if self.trainable else torch.round  # fine-tuning: gradients through every stage
-        x255 = torch.round(torch.clamp(x[:, 0], 0, 1) * 255.0)
-        n = len(spec.modes)
-        b, h, w = x255.shape
-        for st in range(spec.stages):
-            last = st == spec.stages - 1
-            r = spec.scale if last else 1
-            xp = pad_all(x255)
-            pred = 0
-            for m in spec.modes:
-                i = self.names.index(f"s{st + 1}_{m}")
-                for k in range(4):
-                    v = simplex_interpolate(self.table(i), self.samples(i, xp, k, h, w), spec.interval)  # [b*h*w, r*r]
-                    pred = pred + (v.index_select(1, getattr(self, f"perm{k}")) if r > 1 else v)
-            if last:
-                return (torch.clamp(rnd(pixel_shuffle3(pred, b, h, w, r) / n), 0, 255) / 255.0).unsqueeze(1)
-            y = torch.clamp(rnd(pred.view(b, h, w) / (4 * n) + 127.0), 0, 255)
-            if self.residual:
-                a = self.residual[st]
-                y = torch.clamp(rnd((1 - a) * y + a * x255), 0, 255)
-            x255 = y
-        raise AssertionError("unreachable")
+    clamp_output = True
+
+    def rnd(self, t: torch.Tensor) -> torch.Tensor:
+        # fine-tuning: gradients through every stage; deployment: a plain round in the graph
+        return round_ste(t) if self.trainable else torch.round(t)
+
+    def mix(self, stage: int) -> float | None:
+        return self.residual[stage] if self.residual else None
+
+    def rotations(self, stage: int, mode: str, xp: torch.Tensor, h: int, w: int) -> list[torch.Tensor]:
+        """The unit's table, 4-simplex interpolated, per rotation."""
+        i = self.names.index(f"s{stage + 1}_{mode}")
+        return [simplex_interpolate(self.table(i), self.samples(i, xp, k, h, w), self.spec.interval) for k in range(4)]
 
     def int8_tables(self) -> dict[str, torch.Tensor]:
         """{unit name: int8 [L^4, R]} as deployed."""
