@@ -19,6 +19,7 @@ downscaled whole (MATLAB-style bicubic) and cut into aligned tiles of 192 / r LR
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
@@ -42,23 +43,16 @@ SCALES = (2, 3, 4)
 def folder_y(folder: str | Path) -> list[np.ndarray]:
     """The BT.601 Y channel (uint8 [H, W]) of every PNG/JPEG image in ``folder``, sorted by name.
     Raises UserError when the folder is missing, holds no image or an image cannot be read."""
-    from PIL import Image
-
-    from edgekit.data.ycbcr import rgb_to_y
+    from edgekit.data.images import photo_files, read_photo
+    from edgekit.data.ycbcr import y_u8
 
     d = Path(folder)
     if not d.is_dir():
         raise UserError(f"--train-data {d} is not a folder; give a folder of PNG/JPEG photos")
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
-    if not files:
-        raise UserError(f"--train-data {d} holds no PNG/JPEG image; give a folder of photos")
     out = []
-    for p in files:
-        try:
-            rgb = np.asarray(Image.open(p).convert("RGB"))
-        except Exception as e:
-            raise UserError(f"{p} cannot be read as an image ({type(e).__name__}); remove it or convert it") from None
-        out.append(np.clip(np.round(rgb_to_y(rgb) * 255.0), 0, 255).astype(np.uint8))
+    for f in photo_files(d, "--train-data"):
+        rgb, _ = read_photo(f)
+        out.append(y_u8(rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2)))  # grey: R = G = B
     return out
 
 
@@ -167,13 +161,11 @@ def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None
     out = Path(out)
     bnd.check_out_dir(out, force)
     ckpt = Path(checkpoint) if checkpoint else out.with_name(out.name + ".ckpt")
+    tables_ckpt = ckpt.with_name(ckpt.name + "-tables")
     if ckpt.exists() and ckpt.is_dir():
         raise UserError(f"--checkpoint {ckpt} is a folder; give a file path")
     photos = folder_y(train_data) if train_data else training_photos()
-    spec = METHODS[method]
-    if spec.scale != scale:
-        from dataclasses import replace
-        spec = replace(spec, scale=scale)
+    spec = dataclasses.replace(METHODS[method], scale=scale)
     torch.manual_seed(seed)
     sampler = PatchSampler(photos, scale, patch, seed=seed)
     cfg = TrainConfig(steps=steps, batch=batch, patch=patch, seed=seed)
@@ -200,7 +192,7 @@ def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None
     if finetune_steps:
         trainable = TableNet(spec, tables, fixed, trainable=True)
         ft_cfg = TrainConfig(steps=finetune_steps, batch=batch, patch=patch, lr=FINETUNE_LR, seed=seed)
-        rec_ft = finetune_tables(trainable, spec, sampler, ft_cfg, ckpt.with_name(ckpt.name + "-tables"), progress, log)
+        rec_ft = finetune_tables(trainable, spec, sampler, ft_cfg, tables_ckpt, progress, log)
         tables = trainable.int8_tables()
         np_tables = {k: v.numpy() for k, v in tables.items()}
     ref = _reference(spec_d, np_tables, fixed, lr_ev)
@@ -228,7 +220,7 @@ def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None
                                  "tables": rec_ft, "threads": torch.get_num_threads()},
                     "artifacts": artifacts, "evaluation": evaluation}
         bnd.write_json(tmp / bnd.MANIFEST, manifest)
-    for p in (ckpt, ckpt.with_name(ckpt.name + "-tables")):
-        if p.exists() and not checkpoint:
-            p.unlink()  # edgekit's own default checkpoint, no longer needed
+    if not checkpoint:  # edgekit's own default checkpoints (a foreign file there was refused), no longer needed
+        for p in [ckpt] + ([tables_ckpt] if finetune_steps else []):
+            p.unlink(missing_ok=True)
     return manifest

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgekit.data.ycbcr import rgb_to_y
+from edgekit.data.ycbcr import y_u8
 from edgekit.errors import UserError
 
 # name -> (distribution that ships it, import package, path inside the package, licence)
@@ -74,4 +74,4 @@ def load_y(name: str) -> np.ndarray:
     """The photo's BT.601 luma as uint8 [H, W] (Y in [0, 1] times 255, rounded, so in [16, 235];
     ``edgekit.data.ycbcr.rgb_to_y``); grey photos are read as R = G = B. Raises as
     :func:`photo_path` does."""
-    return np.clip(np.round(rgb_to_y(load_rgb(name)) * 255.0), 0, 255).astype(np.uint8)
+    return y_u8(load_rgb(name))

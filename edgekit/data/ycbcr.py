@@ -46,3 +46,9 @@ def ycbcr_to_rgb(img: np.ndarray) -> np.ndarray:
     clipped: YCbCr outside the BT.601 ranges maps outside [0, 1]. Raises ValueError when the
     last axis is not 3."""
     return (_rgb(img, "ycbcr_to_rgb") * 255.0 - _OFFSET) @ np.linalg.inv(_T).T
+
+
+def y_u8(img: np.ndarray) -> np.ndarray:
+    """RGB image(s) [..., H, W, 3] -> their BT.601 luma as uint8 [..., H, W] (``rgb_to_y`` times
+    255, rounded: the 8-bit Y that SR papers score and train on)."""
+    return np.clip(np.round(rgb_to_y(img) * 255.0), 0, 255).astype(np.uint8)

@@ -54,7 +54,7 @@ def _load(path: Path, spec: LutSpec, phase: str) -> dict | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data: no pickled code
     except Exception as e:
         raise UserError(f"{path} is not an edgekit LUT checkpoint ({type(e).__name__}); give another --checkpoint") from None
     if not isinstance(state, dict) or state.get("mark") != MARK:

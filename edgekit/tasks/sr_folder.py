@@ -19,16 +19,12 @@ import numpy as np
 
 from edgekit.data.bicubic import downscale, mod_crop, upscale_bicubic
 from edgekit.data.images import photo_files, read_photo
-from edgekit.data.ycbcr import rgb_to_y
+from edgekit.data.ycbcr import rgb_to_y, y_u8
 from edgekit.errors import UserError
 from edgekit.tasks.sr_metrics import psnr, ssim
 from edgekit.tasks.sr_tiling import DEFAULT_MARGIN, TiledSR
 
 SCALES = range(2, 9)
-
-
-def _u8(a: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(a * 255.0), 0, 255).astype(np.uint8)
 
 
 def evaluate_sr_folder(artifact_paths: list[str | Path], folder: str | Path, scale: int,
@@ -55,7 +51,7 @@ def evaluate_sr_folder(artifact_paths: list[str | Path], folder: str | Path, sca
             raise UserError(f"{f} is {rgb.shape[0]}x{rgb.shape[1]} pixels; x{scale} scoring needs photos of at "
                             f"least {8 * scale}x{8 * scale}")
         rgb = mod_crop(rgb if rgb.ndim == 3 else np.repeat(rgb[..., None], 3, axis=2), scale)
-        photos.append((f.name, rgb, _u8(rgb_to_y(rgb))))
+        photos.append((f.name, rgb, y_u8(rgb)))
     models = [TiledSR(p, margin, threads) for p in artifact_paths]
     for m in models:
         if m.scale != scale:

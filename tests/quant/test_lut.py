@@ -165,7 +165,7 @@ def test_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     (["--steps", "0"], "at least 1"),
     (["--input-size", "axb"], "--input-size"),
     (["--train-data", "MISSING"], "is not a folder"),
-    (["--train-data", "EMPTY"], "holds no PNG/JPEG"),
+    (["--train-data", "EMPTY"], "holds no PNG/JPG/JPEG images"),
     (["--out", "FILE"], "is a file"),
     (["--checkpoint", "FOREIGN", "--steps", "1"], "not an edgekit LUT checkpoint"),
 ])
