@@ -241,7 +241,7 @@ def _save(path: Path, key: str, step: int, shifts, biases, opt) -> None:
 
 def _resume(path: Path, key: str, shifts, biases, opt) -> int:
     try:
-        ck = torch.load(path, weights_only=False)
+        ck = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data: no pickled code
     except Exception:
         ck = None
     if not isinstance(ck, dict) or ck.get("magic") != _MAGIC:
