@@ -268,9 +268,10 @@ def _sr_artifacts(path: str | os.PathLike, pick: str | None = None, every: bool 
             raise UserError(f"--artifact {pick!r} is not in {p}; use one of {', '.join(a['file'] for a in listed)}")
         chosen.sort(key=lambda a: runtime_of_suffix(Path(a["file"]).suffix).preference)
         files = [(inside(p, a["file"], "artifact"), a.get("sha256")) for a in (chosen if every else chosen[:1])]
+    maker = "edgekit lut train" if p.is_dir() and read_manifest(p).get("kind") == "lut" else "edgekit quantize"
     for f, digest in files:
         if digest is not None and not f.is_file():
-            raise UserError(f"{f} is missing; re-create the bundle with 'edgekit quantize'")
+            raise UserError(f"{f} is missing; re-create the bundle with '{maker}'")
         check_artifact(f)
         verify(f, digest)
         probe_artifact(f)

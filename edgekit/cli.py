@@ -321,7 +321,9 @@ def targets_list() -> None:
         click.echo(f"    weights: {'/'.join(map(str, c.weight_bits))}-bit {' or '.join(c.weight_granularity)}, "
                    f"{sym[c.weight_symmetric]}; activations: {'/'.join(map(str, c.activation_bits))}-bit per-tensor, "
                    f"{sym[c.activation_symmetric]}" + (f" ({', '.join(c.activation_schemes)})" if len(c.activation_schemes) > 1 else ""))
-        click.echo(f"    checked here: {', '.join(checks)}; profiled with: {p.runtime}; device needs: {p.device_needs or '-'}")
+        why_not = t.not_built_here()
+        checked = f"nothing ({why_not})" if why_not else ", ".join(checks)
+        click.echo(f"    checked here: {checked}; profiled with: {p.runtime}; device needs: {p.device_needs or '-'}")
 
 
 @targets.command("check")

@@ -21,6 +21,8 @@ def test_targets_list_says_what_each_target_runs_writes_and_needs(cli):
     assert "8-bit per-tensor, symmetric" in trt and "rules checker" in trt and "trtexec" in trt.split("\n")[2]
     qnn = out[out.index("qnn-htp  ("):]
     assert "8/16-bit per-tensor" in qnn and "4/8-bit" in qnn and "QNN SDK" in qnn
+    pte_qnn = out[out.index("executorch-qnn  ("):].split("\n")[2]  # never built here: says so, not "run in executorch"
+    assert "checked here: nothing (" in pte_qnn and "qnn-htp" in pte_qnn and "run in" not in pte_qnn
 
 
 @pytest.fixture(scope="module")

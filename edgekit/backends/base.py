@@ -113,6 +113,11 @@ class Target:
         ``check_runtime``, else its ``runtime``; TensorRT's ONNX is checked in onnxruntime)."""
         return self.profile.check_runtime or self.profile.runtime
 
+    def not_built_here(self) -> str | None:
+        """Why this machine cannot build or check the target's artifact (listed by ``edgekit
+        targets list``), or None when it can."""
+        return None
+
     def rules(self, path: Path) -> list:
         """Violations (``edgekit.backends.onnx_rules.Violation``) of the vendor's rules in the
         file at ``path``; NotImplementedError for a target without a rules checker."""

@@ -51,6 +51,10 @@ class ExecuTorchQnn(Target):
         raise UserError(f"target executorch-qnn: lowering through the QNN SDK at {sdk_root()} is not built in this "
                         f"edgekit; {INSTEAD}")
 
+    def not_built_here(self) -> str:
+        have = f"QNN SDK at {sdk_root()}" if sdk_root() else "no QNN SDK (QNN_SDK_ROOT)"
+        return f"{have}; lowering through the SDK is not built in edgekit: {INSTEAD}"
+
     def lower(self, canonical, recipe, out_dir: Path, stem: str = "model"):
         self.check(recipe)
 

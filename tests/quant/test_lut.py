@@ -223,3 +223,6 @@ def test_lut_train_bundle_then_upscale_and_eval_on_a_photo_folder(cli, tmp_path)
     assert '"psnr' in r.stdout and "bicubic" in r.stdout
     r = cli("eval", str(out))
     assert r.returncode == 2 and "--scale 4" in r.stderr
+    (out / "model_lut.pte").rename(tmp_path / "moved.pte")  # a missing artifact: made by lut train, not quantize
+    r = cli("upscale", str(out), str(photos / "b.jpg"), "--out", str(tmp_path / "up2"))
+    assert r.returncode == 2 and "is missing" in r.stderr and "edgekit lut train" in r.stderr
