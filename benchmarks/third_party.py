@@ -190,6 +190,8 @@ def run_model(name: str, work: Path) -> dict:
             (art,) = json.loads((out / "manifest.json").read_text())["artifacts"]
             row["float_ops"] = sorted({o["op"] for o in art["ops"]["float_ops"]})
             row["ops_delegated"] = f"{art['ops']['ops_delegated']}/{art['ops']['ops_total']}"
+            if art.get("slower_operators"):  # the bundle's own check found the int8 .pte slower
+                row["manifest_slower_operators"] = art["slower_operators"][:5]
         rows[flow] = row
     return {"model": name, "input_shape": list(shape), "preprocessing_flags": flags,
             "eval_images": len(ev), "labelled": labels is not None, "flows": rows}

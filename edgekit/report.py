@@ -47,6 +47,9 @@ def summary_table(m: dict) -> str:
         if a.get("slower_than_fp32"):
             lines.append(f"  slower than its fp32 twin on this machine; ops that can cost it: "
                          f"{', '.join(sorted({o['op'] for o in a.get('slow_ops') or []})) or 'none listed'}")
+            if a.get("slower_operators"):
+                lines.append("  operators slower in int8 (p50 ms int8 vs fp32): " + ", ".join(
+                    f"{o['operator']} {o['int8_ms']:.3f} vs {o['fp32_ms']:.3f}" for o in a["slower_operators"][:4]))
     lines.append(evaluation_table(m.get("evaluation")))
     lines.append("timings: " + ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()))
     return "\n".join(lines)
