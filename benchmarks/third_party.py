@@ -108,6 +108,12 @@ def _score(name: str, out: torch.Tensor, fp32: torch.Tensor, labels: np.ndarray 
     r = {"agreement_with_fp32": round(_agreement(name, out, fp32), 4), "sqnr_db_vs_fp32": round(sqnr_db(fp32, out), 2)}
     if labels is not None:
         r["top1"] = round(top1(out, torch.from_numpy(labels)), 4)
+        # each photo whose class differs from FP32's: how sure FP32 was (top-1 minus top-2 probability)
+        p = fp32 if torch.allclose(fp32.sum(1), torch.ones(len(fp32)), atol=1e-3) else fp32.softmax(1)
+        top2 = p.topk(2, 1).values
+        r["differs_from_fp32"] = [{"photo": i, "label": int(labels[i]), "fp32": int(fp32[i].argmax()),
+                                   "int8": int(out[i].argmax()), "fp32_margin": round(float(top2[i, 0] - top2[i, 1]), 3)}
+                                  for i in range(len(out)) if out[i].argmax() != fp32[i].argmax()]
     return r
 
 
