@@ -75,8 +75,10 @@ def main() -> None:
     for f in formats:
         s_all, a_all = logits(f, lambda n: True)
         s_pw, a_pw = logits(f, lambda n: not depthwise(n))
+        s_fl, a_fl = logits(f, lambda n: n is not nodes[0] and n is not nodes[-1])
         every[f] = {"all_layers": {"logit_sqnr_db": s_all, "agreement_with_fp32": a_all},
-                    "all_but_depthwise": {"logit_sqnr_db": s_pw, "agreement_with_fp32": a_pw}}
+                    "all_but_depthwise": {"logit_sqnr_db": s_pw, "agreement_with_fp32": a_pw},
+                    "all_but_first_and_last": {"logit_sqnr_db": s_fl, "agreement_with_fp32": a_fl}}
     layers = []
     for m in nodes:
         row = {"node": m.name, "module": module_path(m), "shape": list(orig[m.name].shape), "depthwise": depthwise(m)}
@@ -96,6 +98,7 @@ def main() -> None:
     out.write_text(json.dumps(res, indent=1) + "\n")
     for f, v in every.items():
         print(f"{f:18s} every layer {v['all_layers']}  all but depthwise {v['all_but_depthwise']}  "
+              f"all but first/last {v['all_but_first_and_last']}  "
               f"median single layer {res['median_single_layer_logit_sqnr_db'][f]} dB")
     for r in layers[:args.worst]:
         print(f"{r['module']:28s} {str(r['shape']):18s} " + "  ".join(
