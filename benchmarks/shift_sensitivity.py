@@ -32,10 +32,6 @@ def uniform(w: torch.Tensor, bits: int) -> torch.Tensor:
     return (w / s).round().clamp(-top, top) * s
 
 
-def db(signal: torch.Tensor, noise: torch.Tensor) -> float:
-    return round(float(10 * torch.log10(signal.pow(2).sum() / noise.pow(2).sum().clamp_min(1e-30))), 2)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mobilenet_v2")
@@ -47,6 +43,10 @@ def main() -> None:
     from edgekit.models.canonical import canonicalize, get_attr_tensor, set_attr_tensor, weighted_nodes, module_path
     from edgekit.models.zoo import load_model
     from edgekit.quant.shift import ShiftWeight
+    from edgekit.tasks.base import sqnr_db
+
+    def db(ref: torch.Tensor, out: torch.Tensor) -> float:
+        return round(sqnr_db(ref, out), 2)
 
     t0 = time.time()
     lm = load_model(args.model)
@@ -66,10 +66,10 @@ def main() -> None:
             set_attr_tensor(gm, n.args[1], converted[fmt][n.name] if chosen(n) else orig[n.name])
         with torch.no_grad():
             out = gm(x)
-        return db(ref, out - ref), round(float((out.argmax(1) == ref.argmax(1)).float().mean()), 3)
+        return db(ref, out), round(float((out.argmax(1) == ref.argmax(1)).float().mean()), 3)
 
-    def depthwise(n) -> bool:
-        return orig[n.name].dim() == 4 and orig[n.name].shape[1] == 1 and orig[n.name].shape[0] > 1
+    def depthwise(n) -> bool:  # a grouped conv with one input channel per group
+        return orig[n.name].dim() == 4 and orig[n.name].shape[1] == 1 and (n.args[6] if len(n.args) > 6 else 1) > 1
 
     every = {}
     for f in formats:
@@ -83,7 +83,7 @@ def main() -> None:
     for m in nodes:
         row = {"node": m.name, "module": module_path(m), "shape": list(orig[m.name].shape), "depthwise": depthwise(m)}
         for f in formats:
-            row[f] = {"weight_sqnr_db": db(orig[m.name], converted[f][m.name] - orig[m.name]),
+            row[f] = {"weight_sqnr_db": db(orig[m.name], converted[f][m.name]),
                       "logit_sqnr_db": logits(f, lambda n: n is m)[0]}
         layers.append(row)
     for n in nodes:

@@ -66,15 +66,21 @@ def _sklearn_crops(n: int, size: int) -> np.ndarray:
     return np.stack(out)
 
 
+def declared(flags: list[str]) -> dict:
+    """edgekit's preprocessing flags (``--mean 0.5 --std 0.5 ...``) as ``mean``, ``std``,
+    ``pixel_scale`` and ``input_range`` (lists of floats, a float, or None when not given)."""
+    f = dict(zip(flags[::2], flags[1::2]))
+    nums = (lambda k: [float(v) for v in f[k].split(",")] if k in f else None)
+    return {"mean": nums("--mean"), "std": nums("--std"), "pixel_scale": (nums("--pixel-scale") or [None])[0],
+            "input_range": nums("--input-range")}
+
+
 def _inputs(flags: list[str], shape, u8: np.ndarray) -> torch.Tensor:
     """uint8 photos [N, H, W, C] -> model inputs through the preprocessing the model's own
     package applies, given as edgekit's flags (so the benchmark and the CLI read them alike)."""
     from edgekit.data.datasets import declared_preprocess
-    f = dict(zip(flags[::2], flags[1::2]))
-    nums = (lambda k: [float(v) for v in f[k].split(",")] if k in f else None)
-    pre = declared_preprocess(shape, nums("--mean"), nums("--std"), (nums("--pixel-scale") or [None])[0],
-                              nums("--input-range"))
-    return pre.tensor(u8)
+    d = declared(flags)
+    return declared_preprocess(shape, d["mean"], d["std"], d["pixel_scale"], d["input_range"]).tensor(u8)
 
 
 def _agreement(name: str, out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -37,7 +37,7 @@ def main() -> None:
     import mlperf_tiny
     import onnx_wheels
     import photos
-    from benchmarks.third_party import _agreement, _inputs
+    from benchmarks.third_party import _agreement, _inputs, declared
     from edgekit.api import prepare, quantize
     from edgekit.config import SynthConfig
     from edgekit.evaluation import simulated_outputs
@@ -58,10 +58,8 @@ def main() -> None:
     ep = torch.export.load(str(pt2))
     ev_u8, cal_u8 = photos.ocr_photos(name, shape)
     ev, cal = _inputs(flags, shape, ev_u8), _inputs(flags, shape, cal_u8)
-    f = dict(zip(flags[::2], flags[1::2]))
-    nums = (lambda k: [float(v) for v in f[k].split(",")] if k in f else None)
-    mean, std = nums("--mean"), nums("--std")
-    canonical, _ = prepare(ep, None, mean, std)
+    pre = declared(flags)  # mean, std, pixel_scale, input_range
+    canonical, _ = prepare(ep, None, **pre)
     with torch.no_grad():
         fp32 = torch.cat([canonical.graph_module(ev[i:i + 1]) for i in range(len(ev))])
     target = TARGETS.get("executorch-xnnpack")
@@ -83,7 +81,7 @@ def main() -> None:
     for k in chosen:
         cfg, calib = rows[k]
         t0 = time.time()
-        recipe = quantize(ep, cfg, synth.images if calib is None else calib, mean=mean, std=std)
+        recipe = quantize(ep, cfg, synth.images if calib is None else calib, **pre)
         sim = torch.cat([simulated_outputs(canonical, recipe, target, ev[i:i + 1]) for i in range(len(ev))])
         res[k] = {"sqnr_db_vs_fp32": round(sqnr_db(fp32, sim), 2), "agreement_with_fp32": round(_agreement(name, sim, fp32), 4),
                   "calibration": f"{len(cal)} real images" if calib is not None else f"{len(synth.images)} distilled images",

@@ -254,12 +254,16 @@ def _sr_artifacts(path: str | os.PathLike, pick: str | None = None, every: bool 
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"{p} does not exist; give a {suffixes()} super-resolution model or a bundle folder")
+    maker = "edgekit quantize"  # what re-creates a bundle whose artifact is missing
     if not p.is_dir():
         if pick:
             raise UserError(f"--artifact picks one artifact of a bundle folder; {p} is a file: drop --artifact")
         files = [(p, None)]
     else:
-        listed = [a for a in read_manifest(p).get("artifacts") or [] if isinstance(a, dict)
+        manifest = read_manifest(p)
+        if manifest.get("kind") == "lut":
+            maker = "edgekit lut train"
+        listed = [a for a in manifest.get("artifacts") or [] if isinstance(a, dict)
                   and isinstance(a.get("file"), str) and runtime_of_suffix(Path(a["file"]).suffix)]
         if not listed:
             raise UserError(f"{p}/manifest.json lists no {suffixes()} artifact; give an artifact file")
@@ -268,7 +272,6 @@ def _sr_artifacts(path: str | os.PathLike, pick: str | None = None, every: bool 
             raise UserError(f"--artifact {pick!r} is not in {p}; use one of {', '.join(a['file'] for a in listed)}")
         chosen.sort(key=lambda a: runtime_of_suffix(Path(a["file"]).suffix).preference)
         files = [(inside(p, a["file"], "artifact"), a.get("sha256")) for a in (chosen if every else chosen[:1])]
-    maker = "edgekit lut train" if p.is_dir() and read_manifest(p).get("kind") == "lut" else "edgekit quantize"
     for f, digest in files:
         if digest is not None and not f.is_file():
             raise UserError(f"{f} is missing; re-create the bundle with '{maker}'")

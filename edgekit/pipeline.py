@@ -10,7 +10,6 @@ import functools
 import math
 import os
 import platform
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from edgekit.data.eval_data import EvalData, load_eval_data
 from edgekit.data.datasets import Preprocess, assumed_preprocess, declared_preprocess
 from edgekit.runtimes.base import suffixes
 from edgekit.runtimes.checks import check_artifact, probe_artifact
+from edgekit.runtimes.trace import Trace
 from edgekit.bundle import inside, sha256_file, verify
 from edgekit.cache import Cache, library_versions, recipe_hash, tensor_hash
 from edgekit.errors import UserError, first_line
@@ -482,43 +482,31 @@ def latency_vs_fp32(path: Path, fp32_dir: Path, runtime: str, ops: dict) -> dict
     return out
 
 
-def operator_kind(backend_op: str) -> str:
-    """An operator event's kind without its data types: "Convolution (NHWC, QC8) DWConv" and
-    "Convolution (NHWC, F32) DWConv" are both "Convolution DWConv"."""
-    return re.sub(r"\s*\([^)]*\)", "", backend_op).strip()
-
-
 def slower_operators(int8: Path, fp32: Path, runtime: str) -> list[dict]:
     """The operator kinds that take longer in the int8 artifact than in its FP32 twin, both traced
     in ``runtime`` (30 runs, its default threads, as the end-to-end check): :func:`excess_by_kind`
-    of their events. Empty when the runtime reports no per-operator events."""
+    of their traces. Empty when the runtime reports no per-operator events."""
     from edgekit.profiling.spec import JobSpec
     from edgekit.profiling.runners import run_spec
 
-    events = {}
-    for key, p in (("int8", int8), ("fp32", fp32)):
+    traces = []
+    for p in (int8, fp32):
         spec = JobSpec(artifact=p.name, runtime=runtime, warmup_runs=5, runs=LATENCY_RUNS, trace_ops=True)
         try:
             with captured_output(Path(os.devnull)):
-                events[key] = run_spec(spec, base=p.parent).events
+                traces.append(run_spec(spec, base=p.parent))
         except Exception:  # a runtime without operator events: the end-to-end figures stand alone
             return []
-    return excess_by_kind(events["int8"], events["fp32"])
+    return excess_by_kind(*traces)
 
 
-def excess_by_kind(int8_events, fp32_events) -> list[dict]:
-    """Per operator kind (:func:`operator_kind` of each event's ``backend_op``): the summed
-    per-operator p50 (ms) and event counts of the int8 and FP32 traces, for the kinds that take
-    longer in int8, the largest excess first: [{"operator", "int8_ms", "fp32_ms", "int8_count",
-    "fp32_count"}]."""
-    by: dict[str, dict[str, list]] = {}
-    for key, events in (("int8", int8_events), ("fp32", fp32_events)):
-        for e in events:
-            acc = by.setdefault(operator_kind(e.backend_op), {"int8": [0.0, 0], "fp32": [0.0, 0]})[key]
-            acc[0] += e.stats["p50"]
-            acc[1] += 1
-    rows = [{"operator": k, "int8_ms": round(v["int8"][0], 4), "fp32_ms": round(v["fp32"][0], 4),
-             "int8_count": v["int8"][1], "fp32_count": v["fp32"][1]} for k, v in by.items()]
+def excess_by_kind(int8: Trace, fp32: Trace) -> list[dict]:
+    """Per operator kind (``Trace.operator_breakdown``: summed per-operator p50 in ms, event
+    count) of the int8 and FP32 traces, the kinds that take longer in int8, the largest excess
+    first: [{"operator", "int8_ms", "fp32_ms", "int8_count", "fp32_count"}]."""
+    a, b = int8.operator_breakdown(), fp32.operator_breakdown()
+    rows = [{"operator": k, "int8_ms": round(a.get(k, (0.0, 0))[0], 4), "fp32_ms": round(b.get(k, (0.0, 0))[0], 4),
+             "int8_count": a.get(k, (0.0, 0))[1], "fp32_count": b.get(k, (0.0, 0))[1]} for k in {**a, **b}]
     return sorted((r for r in rows if r["int8_ms"] > r["fp32_ms"]), key=lambda r: r["fp32_ms"] - r["int8_ms"])
 
 

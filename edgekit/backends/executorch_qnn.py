@@ -52,7 +52,8 @@ class ExecuTorchQnn(Target):
                         f"edgekit; {INSTEAD}")
 
     def not_built_here(self) -> str:
-        have = f"QNN SDK at {sdk_root()}" if sdk_root() else "no QNN SDK (QNN_SDK_ROOT)"
+        root = sdk_root()
+        have = f"QNN SDK at {root}" if root else "no QNN SDK (QNN_SDK_ROOT)"
         return f"{have}; lowering through the SDK is not built in edgekit: {INSTEAD}"
 
     def lower(self, canonical, recipe, out_dir: Path, stem: str = "model"):

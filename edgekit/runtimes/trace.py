@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -111,6 +112,16 @@ class Trace:
         for e in self.events:
             key = module_label(e.module)
             out[key] = out.get(key, 0.0) + e.stats[stat]
+        return out
+
+    def operator_breakdown(self, stat: str = "p50") -> dict[str, tuple[float, int]]:
+        """Milliseconds (sum of the chosen statistic) and event count per operator kind
+        (:func:`operator_kind` of each event's ``backend_op``)."""
+        out: dict[str, tuple[float, int]] = {}
+        for e in self.events:
+            kind = operator_kind(e.backend_op)
+            ms, count = out.get(kind, (0.0, 0))
+            out[kind] = (ms + e.stats[stat], count + 1)
         return out
 
     def mapping_coverage(self, delegated_only: bool = True, include_adjacent: bool = True) -> float:
@@ -256,6 +267,12 @@ class Trace:
     def save_chrome_trace(self, path: str | os.PathLike) -> Path:
         """Write ``to_chrome_trace()`` to ``path`` (atomically)."""
         return write_text_atomic(Path(path), json.dumps(self.to_chrome_trace()))
+
+
+def operator_kind(backend_op: str) -> str:
+    """An operator's kind without its data types: "Convolution (NHWC, QC8) DWConv" and
+    "Convolution (NHWC, F32) DWConv" are both "Convolution DWConv"."""
+    return re.sub(r"\s*\([^)]*\)", "", backend_op).strip()
 
 
 def module_label(module: str | None) -> str:
