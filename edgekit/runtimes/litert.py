@@ -1,5 +1,6 @@
 """LiteRT (.tflite): the LiteRT interpreter runs the model and times each invoke; per-operator
-events come from a ``benchmark_model`` binary's op-profiling CSV when one is given.
+events come from LiteRT's own profiler through its C API (``litert_profiler``), or from a
+``benchmark_model`` binary's op-profiling CSV when one is given (the form a device returns).
 
 The Python interpreter has no per-operator profiler. ``benchmark_model`` (LiteRT's tool, built
 for the device) writes, with ``--enable_op_profiling=true --op_profiling_output_mode=csv``, tables
@@ -212,46 +213,66 @@ def parse_benchmark_stdout(text: str) -> dict[str, float] | None:
 def events_from_benchmark_csv(text: str, ops: list[dict[str, Any]]) -> list[Event]:
     """Events from a benchmark_model CSV (one average per event, ms), mapped to modules with
     ``ops`` (from :func:`op_modules` on the same .tflite)."""
-    from edgekit.runtimes.xnnpack_ops import event_kind
-
     tables = parse_benchmark_csv(text)
-    events: list[Event] = []
-    order = 0
-    has_internal = bool(tables["delegate"])
+    rows = []
     for row in tables["primary"]:
         m = re.search(r":(\d+)$", row["name"])
-        info = ops[int(m.group(1))] if m and int(m.group(1)) < len(ops) else None
         is_delegate_node = "delegate" in row["node_type"].lower()
-        if is_delegate_node and has_internal:
+        if is_delegate_node and tables["delegate"]:
             continue  # its time is broken down below
-        path = info["module"] if info else None
-        if path is None:
-            tname = re.sub(r"^\[|\]:\d+$", "", row["name"])
-            path, cls, hier = module_from_location(tname)
-        else:
-            cls, hier = info["type"], info["hierarchy"]
-        events.append(Event(name=row["name"], backend_op=row["node_type"],
-                            durations_ms=[row["avg_ms"]], backend=None, delegated=is_delegate_node,
-                            module=path, module_type=cls, module_hierarchy=hier,
-                            mapping="name" if path is not None else None, order=order))
-        order += 1
+        rows.append({"name": row["name"], "node_type": row["node_type"], "durations_ms": [row["avg_ms"]],
+                     "index": int(m.group(1)) if m else None, "inside_delegate": False,
+                     "delegated": is_delegate_node})
+    rows += [{"name": row["name"], "node_type": row["node_type"], "durations_ms": [row["avg_ms"]],
+              "index": None, "inside_delegate": True, "delegated": True} for row in tables["delegate"]]
+    return events_from_rows(rows, ops)
+
+
+def events_from_rows(rows: list[dict[str, Any]], ops: list[dict[str, Any]]) -> list[Event]:
+    """Events from operator rows ``{"name", "node_type", "durations_ms", "index",
+    "inside_delegate", "delegated"}`` in execution order, mapped to modules with ``ops`` (from
+    :func:`op_modules` on the same .tflite): a LiteRT node by its operator ``index`` (else by
+    the tensor name in its ``name``); an operator inside the XNNPACK delegate, which carries no
+    index, by its kind to the next graph operator of that kind."""
+    from edgekit.runtimes.xnnpack_ops import event_kind
+
+    events: list[Event] = []
     graph_ops = [o for o in ops if o["kind"] != "delegate"]
     cur = 0
-    for row in tables["delegate"]:
-        k = event_kind(row["node_type"] or row["name"])
-        j = next((j for j in range(cur, len(graph_ops)) if graph_ops[j]["kind"] == k), None)
-        info = graph_ops[j] if j is not None else None
-        if j is not None:
-            cur = j + 1
-        events.append(Event(name=row["name"], backend_op=row["node_type"],
-                            durations_ms=[row["avg_ms"]], backend="delegate", delegated=True,
-                            module=info["module"] if info else None,
-                            module_type=info["type"] if info else None,
-                            module_hierarchy=info["hierarchy"] if info else [],
-                            mapping="name" if info and info["module"] is not None else None,
-                            order=order))
-        order += 1
+    for order, row in enumerate(rows):
+        if row["inside_delegate"]:
+            k = event_kind(row["node_type"] or row["name"])
+            j = next((j for j in range(cur, len(graph_ops)) if graph_ops[j]["kind"] == k), None)
+            info = graph_ops[j] if j is not None else None
+            if j is not None:
+                cur = j + 1
+            path, cls, hier = (info["module"], info["type"], info["hierarchy"]) if info else (None, None, [])
+        else:
+            i = row["index"]
+            info = ops[i] if i is not None and 0 <= i < len(ops) else None
+            path, cls, hier = (info["module"], info["type"], info["hierarchy"]) if info else (None, None, [])
+            if path is None:
+                path, cls, hier = module_from_location(re.sub(r"^\[|\]:\d+$", "", row["name"]))
+        events.append(Event(name=row["name"], backend_op=row["node_type"], durations_ms=list(row["durations_ms"]),
+                            backend="delegate" if row["inside_delegate"] else None, delegated=row["delegated"],
+                            module=path, module_type=cls, module_hierarchy=hier,
+                            mapping="name" if path is not None else None, order=order))
     return events
+
+
+def events_from_profiler(result: dict[str, Any], ops: list[dict[str, Any]]) -> list[Event]:
+    """Events from LiteRT's own profiler (``litert_profiler.profile_ops``: µs per run), mapped
+    to modules with ``ops`` (:func:`op_modules` on the same .tflite)."""
+    from edgekit.runtimes.litert_profiler import NODE
+
+    rows = []
+    for e in result["events"]:
+        node = e["type"] == NODE
+        name = ops[e["index"]]["op"] if node and 0 <= e["index"] < len(ops) else e["tag"]
+        rows.append({"name": f"{name}:{e['index']}" if node else e["tag"], "node_type": name if node else e["tag"],
+                     "durations_ms": [us / 1000.0 for us in e["us"]], "index": e["index"] if node else None,
+                     "inside_delegate": not node, "delegated": not node})
+    return events_from_rows(rows, ops)
 
 
 def benchmark_args(graph: str, warmup_runs: int, runs: int, threads: int | None,
@@ -268,9 +289,11 @@ def benchmark_args(graph: str, warmup_runs: int, runs: int, threads: int | None,
 # ---- runner -----------------------------------------------------------------------------------
 def profile_tflite(path: Path, spec, metadata: dict[str, Any]) -> Trace:
     """Profile a .tflite: per-invoke wall-clock latency (ms) over ``spec.runs`` after
-    ``spec.warmup_runs``. With ``spec.extra["benchmark_model"]`` (a binary on this machine),
-    per-operator events come from its op-profiling CSV. Raises UserError for a corrupted file or
-    a missing runtime."""
+    ``spec.warmup_runs``, untraced. With ``spec.trace_ops``, per-operator events (ms per run)
+    from a second, traced series of runs: by ``spec.extra["benchmark_model"]`` (a binary on
+    this machine) from its op-profiling CSV, else by LiteRT's own profiler through its C API
+    (``edgekit.runtimes.litert_profiler``, in a child process). Raises UserError for a
+    corrupted file or a missing runtime."""
     from edgekit.runtimes.measure import make_input, timed_loop
 
     it, ver = load(path, spec.threads)
@@ -311,6 +334,14 @@ def profile_tflite(path: Path, spec, metadata: dict[str, Any]) -> Trace:
                                 f"{(r.stderr or r.stdout).strip().splitlines()[-1:]}")
             events = events_from_benchmark_csv(out.read_text(), op_modules(it))
         md["tracing"] = "benchmark_model"
+    elif spec.trace_ops:
+        from edgekit.runtimes.litert_profiler import profile_ops
+
+        result = profile_ops(path, int(spec.warmup_runs), int(spec.runs), spec.threads,
+                             [a.tobytes() for _, a in arrays])
+        events = events_from_profiler(result, op_modules(it))
+        md["tracing"] = "litert_profiler"
+        md["traced_invoke_ms"] = [us / 1000.0 for us in result["invoke_us"]]
     return Trace(metadata=md, latency_ms=lat, events=events)
 
 

@@ -39,9 +39,37 @@ def test_interleaved_loops_alternate_blocks():
     assert "".join(calls) == "ut" + "u" * 5 + "t" * 5 + "u" * 5 + "t" * 5 + "uu" + "tt"
 
 
-def test_tflite_and_onnx_run(bundle):
+def test_tflite_events_from_litert_profiler_map_to_user_modules(bundle):
+    """LiteRT's own profiler (its C API, in a child process): one event per operator per run,
+    the XNNPACK delegate's convolutions in order (stem, then layer1.0.conv1) and the classifier
+    mapped to the user's modules."""
     t = _profile(bundle, "litert")
-    assert t.metadata["runtime"] == "litert" and len(t.latency_ms) == 5 and not t.events
+    assert t.metadata["runtime"] == "litert" and len(t.latency_ms) == 5
+    assert t.metadata["tracing"] == "litert_profiler" and t.events
+    assert all(len(e.durations_ms) == 5 for e in t.events)
+    convs = [e for e in t.events if e.backend_op.startswith("Convolution")]
+    assert [e.module for e in convs][:2] == ["stem", "layer1.0.conv1"] and all(e.delegated for e in convs)
+    assert "fc" in {e.module for e in t.events}
+    assert sum(e.module is None for e in t.events) <= 1  # the input's reshape
+    # whole microseconds: this tiny model's operators read 0 to a few; they never exceed the invoke
+    assert sum(e.stats["p50"] for e in t.events) <= sorted(t.metadata["traced_invoke_ms"])[2]
+
+
+def test_litert_profiler_reports_a_crash_as_one_line(tmp_path):
+    """A .tflite whose header passes the cheap check but whose tables are garbage: LiteRT's C
+    loader does not verify the flatbuffer; the child may crash or fail, this process gets a
+    UserError naming the file."""
+    import pytest
+    from edgekit.errors import UserError
+    from edgekit.runtimes.litert_profiler import profile_ops
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 4)
+    with pytest.raises(UserError, match="bad.tflite"):
+        profile_ops(bad, 0, 1, 1)
+
+
+def test_tflite_and_onnx_run(bundle):
     o = _profile(bundle, "onnxruntime")
     assert o.events and all(len(e.durations_ms) == 5 for e in o.events)
     assert "fc" in {e.module for e in o.events}
