@@ -375,7 +375,11 @@ def _regions(graph: _Graph, bridges: list[tuple[str, list[str]]]) -> list[_Regio
         members |= {a for n in core for a in n.all_input_nodes if a in searchable}
         members -= claimed
         claimed |= members
-        regions.append(_Region(sorted(members, key=order.get), core, ends, bridge=True))
+        first: dict = {}  # one probe per quantizer: probes of one tied tensor share its parameters
+        for m in sorted(members, key=order.get):
+            first.setdefault(probes[m].key, m)
+        if first:  # a later bridge inside an earlier one has nothing left of its own
+            regions.append(_Region(list(first.values()), core, ends, bridge=True))
     for p in sorted(searchable - claimed, key=order.get):
         layer = next(iter(p.users))
         if probes[p].key[0] == "w":
@@ -414,7 +418,9 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
     """
     graph = _Graph(canonical, recipe, placement)
     scorer = _Scorer(graph, space.metric, space.damping)
-    bridges = find_bridges(graph.gm) if space.bridges else []
+    # found on the model's own graph: in the prepared one a linear reads a probe, which carries no
+    # tensor metadata, so it would not count as a layer on tokens (node names are kept by prepare_pt2e)
+    bridges = find_bridges(canonical.graph_module) if space.bridges else []
     regions = _regions(graph, bridges)
     keep, grads_at = set(), set()
     for r in regions:
