@@ -2,17 +2,21 @@
 hybrids, printed and merged into benchmarks/results/hybrid_vit.json (each part replaces its keys).
 
     .venv/bin/python benchmarks/hybrid_vit.py [--models mobilevit_fmnist,efficientformer_fmnist]
-        [--parts baselines,search,deploy,latency]
+        [--parts baselines,search,deploy,latency] [--methods M,...] [--out FILE]
 
 Part ``search``: every method on the same 32 real training images, its recipe run as the
 simulation (``full-integer`` placement: conv, linear, the attention matmuls, softmax, LayerNorm,
 GELU/SiLU outputs quantized) on the whole test split, at W6A6 and W4A4 (every method: per-tensor
 min/max, the stock PT2E flow's observers; EasyQuant; PTQ4ViT with its twin-uniform post-softmax
 and post-GELU/SiLU quantizers (simulation only) and without them (``ptq4vit_single``); edgekit's
-whitepaper PTQ; Q-HyViT with the paper's undamped Fisher alone, with damping 100 alone, and
-edgekit's default: both searched, the one closer to FP32 on the calibration images kept; and
-Q-HyViT given the twin-uniform quantizers too, ``qhyvit_twin``)
-and W8A8 / W4A8 (min/max, Q-HyViT), with the calibration seconds.
+whitepaper PTQ; Q-HyViT as edgekit runs it by default (the paper's undamped Fisher and damping
+100, each with the per-tensor scheme choice and with symmetric activations only, the recipe
+closest to FP32 on the calibration images kept); the same without the bridge blocks,
+``qhyvit_nobridge``, and without the symmetric-only search, ``qhyvit_greedyscheme``; and
+Q-HyViT given the twin-uniform quantizers too, ``qhyvit_twin``) and W8A8 / W4A8 (min/max,
+Q-HyViT), with the calibration seconds. Q-HyViT against PTQ4ViT image by image (one scale per
+tensor: ``qhyvit`` vs ``ptq4vit_single``; twin-uniform: ``qhyvit_twin`` vs ``ptq4vit``):
+McNemar's exact test on the images only one of the two gets right.
 Part ``deploy``: ``edgekit quantize --method qhyvit`` W8A8 with --calib (32 images; .pte, .tflite
 and onnx-qdq .onnx) and with --data-free (.pte, .tflite), each evaluated in its runtime against
 its simulation.
@@ -118,8 +122,23 @@ def edgekit_rows(name: str, args: list[str], out: Path) -> dict:
     return {"artifacts": rows, "seconds": round(time.time() - t0, 1), "timings_s": m["timings_s"]}
 
 
-LOW = ("minmax", "easyquant", "ptq4vit", "ptq4vit_single", "ptq", "qhyvit_undamped", "qhyvit_damping100", "qhyvit",
+LOW = ("minmax", "easyquant", "ptq4vit", "ptq4vit_single", "ptq", "qhyvit", "qhyvit_nobridge", "qhyvit_greedyscheme",
        "qhyvit_twin")
+# Q-HyViT against PTQ4ViT image by image: the deployable pair (one scale per tensor) and the twin-uniform pair
+PAIRS = (("qhyvit", "ptq4vit_single"), ("qhyvit_twin", "ptq4vit"))
+
+
+def paired(pred_a: torch.Tensor, pred_b: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Two methods' predictions (int64 [N]) on the same images: the images only one of them
+    classifies correctly, McNemar's exact test on those (two-sided binomial p-value of the
+    smaller count under p = 1/2; McNemar 1947), which tells a difference in top-1 from the noise
+    of which images each gets wrong, and the images where they pick different classes."""
+    from scipy.stats import binomtest
+    a, b = pred_a == labels, pred_b == labels
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = float(binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue) if only_a + only_b else 1.0
+    return {"only_first_correct": only_a, "only_second_correct": only_b, "mcnemar_exact_p": round(p, 4),
+            "different_class": int((pred_a != pred_b).sum()), "images": len(labels)}
 SEARCH_BITS = {(6, 6): LOW, (4, 4): LOW,
                (8, 8): ("minmax", "qhyvit"), (4, 8): ("minmax", "qhyvit")}
 
@@ -140,17 +159,18 @@ def search_rows(name: str, calib_u8: np.ndarray, only: set[str] | None = None, r
     calib = CalibrationSource(normalize(calib_u8), {"kind": "real"})
     rows = dict(rows or {}) | {"fp32_top1": round(float((fp32.argmax(1) == y).float().mean()), 4)}
     for (wb, ab), methods in SEARCH_BITS.items():
+        preds: dict[str, torch.Tensor] = {}
         for method in methods:
             if only and method not in only:
                 continue
             algo = ALGORITHMS.get({"minmax": "ptq"}.get(method, method.split("_")[0]))
             cfg = dataclasses.replace(algo.config(), w_bits=wb, a_bits=ab)
-            if method == "qhyvit_undamped":  # the paper's undamped Fisher alone
-                cfg = dataclasses.replace(cfg, damping=0.0)
-            if method == "qhyvit_damping100":  # damping 100 alone
-                cfg = dataclasses.replace(cfg, damping=100.0)
             if method == "ptq4vit_single":  # one uniform scale on every tensor (deployable)
                 cfg = dataclasses.replace(cfg, twin_uniform=False)
+            if method == "qhyvit_nobridge":  # without the joint search of the bridge blocks
+                cfg = dataclasses.replace(cfg, bridges=False)
+            if method == "qhyvit_greedyscheme":  # the per-tensor scheme choice alone (no symmetric-only search)
+                cfg = dataclasses.replace(cfg, symmetric_candidate=False)
             if method == "qhyvit_twin":  # Q-HyViT given PTQ4ViT's twin-uniform quantizers (simulation only)
                 cfg = dataclasses.replace(cfg, twin_uniform=True)
             if method == "minmax":  # what the stock PT2E flow's min/max observers give, per-tensor weights
@@ -161,12 +181,17 @@ def search_rows(name: str, calib_u8: np.ndarray, only: set[str] | None = None, r
             gm = fused_for_simulation(quantize_with_recipe(canonical, recipe, quantizer_for("full-integer", recipe)))
             out = canonical.run(gm, x)
             row = scores(out, fp32, y) | {"calibration_s": round(secs, 1)}
+            preds[method] = out.argmax(1)
             if method == "qhyvit":
                 row["per_tensor_weights"] = sum(lq.weight.granularity == "per_tensor" for lq in recipe.layers.values())
                 row["symmetric_activations"] = sum(aq.quant.symmetric for aq in recipe.activations.values())
                 row["activations"] = len(recipe.activations)
             rows[f"w{wb}a{ab}_{method}"] = row
             print(name, f"W{wb}A{ab}", method, row, flush=True)
+        for a, b in PAIRS:
+            if a in preds and b in preds:
+                rows[f"w{wb}a{ab}_paired_{a}_vs_{b}"] = paired(preds[a], preds[b], y)
+                print(name, f"W{wb}A{ab}", a, "vs", b, rows[f"w{wb}a{ab}_paired_{a}_vs_{b}"], flush=True)
     return rows
 
 
@@ -217,7 +242,8 @@ FP32_TWINS = {"pte": "executorch-xnnpack", "tflite": "litert", "onnx": "onnx-qdq
 def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
     """Part ``latency``: p50 (tracing off) and the traced per-category breakdown (ms, share of
     operator time) of the bundle's int8 .pte/.tflite/.onnx and their FP32 twins (the bundle's
-    float program lowered by the same targets without a recipe)."""
+    float program lowered by the same targets without a recipe). The .tflite's events come from
+    LiteRT's own profiler (``edgekit.runtimes.litert_profiler``), whole microseconds per operator."""
     from edgekit.bundle import read_manifest
     from edgekit.models.zoo import load_model
     from profile_reference import fp32_artifacts, profile
@@ -231,8 +257,7 @@ def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
         trace = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=True)
         row: dict = {"p50_ms": round(p50, 4)}
         if not trace.events:
-            row["breakdown"] = ("no per-operator events: LiteRT's per-operator profile needs its benchmark_model "
-                                "binary, which this machine does not have")
+            row["breakdown"] = f"no per-operator events (tracing: {trace.metadata.get('tracing')})"
         else:
             cats: dict[str, float] = {}
             for e in trace.events:
@@ -256,10 +281,12 @@ def main() -> None:
     ap.add_argument("--models", default="mobilevit_fmnist,efficientformer_fmnist")
     ap.add_argument("--parts", default="baselines,search,deploy,latency")
     ap.add_argument("--methods", default="", help="part search: only these rows (comma-separated), the others kept")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "hybrid_vit.json"),
+                    help="results JSON, merged into (one file per concurrent run)")
     args = ap.parse_args()
     parts = args.parts.split(",")
     calib_u8 = calibration_images()
-    out = ROOT / "benchmarks" / "results" / "hybrid_vit.json"
+    out = Path(args.out)
     results: dict = json.loads(out.read_text()) if out.exists() else {}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)

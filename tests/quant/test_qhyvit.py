@@ -91,6 +91,31 @@ def test_bridges_of_the_reference_hybrids_come_from_the_graph():
         assert has_attention(gm) == (name != "resnet20_fmnist")
 
 
+def test_the_search_reconstructs_the_bridge_blocks_jointly(explicit, monkeypatch):
+    """Inside the search (on the prepared graph with its probes, where a linear's input carries
+    no tensor metadata) the bridges of the model are searched as blocks, each quantizer once.
+    In this small model the conv's residual path reaches the last conv as soon as its attention
+    path reaches qkv, so its bridge block spans the attention, and the second bridge (proj ->
+    out) lies inside it. Without bridges there are none, and the recipes differ."""
+    from edgekit.quant import scale_search
+    model, canonical = explicit
+    seen = []
+    real = scale_search._regions
+    monkeypatch.setattr(scale_search, "_regions", lambda g, b: seen.append((g, real(g, b))) or seen[-1][1])
+    calib = CalibrationSource(torch.rand(8, 1, 28, 28))
+    cfg = QHyViTConfig(w_bits=4, a_bits=8, candidates=5, rounds=1, damping=0.0)
+    with_bridges = qhyvit(canonical, cfg, calib, "full-integer")
+    graph, regions = seen[-1]
+    blocks = [[graph.probes[p].key for p in r.probes] for r in regions if r.bridge]
+    nodes = {n.name: n for n in canonical.graph_module.graph.nodes}
+    weights = [sorted(module_path(nodes[k[1]]) for k in b if k[0] == "w") for b in blocks]
+    assert weights == [["conv.0", "out", "proj", "qkv"]]
+    assert all(len(set(b)) == len(b) and any(k[0] == "a" for k in b) for b in blocks)
+    without = qhyvit(canonical, dataclasses.replace(cfg, bridges=False), calib, "full-integer")
+    assert not [r for r in seen[-1][1] if r.bridge]
+    assert with_bridges.layers["conv2d"].weight.scale != without.layers["conv2d"].weight.scale
+
+
 def test_full_integer_placement_quantizes_attention(explicit):
     """The simulation's placement puts q/dq on both matmul operands and the softmax output,
     which XNNPACK's leaves in float; softmax takes the fixed 1/256, -128 of TFLite's SOFTMAX."""
@@ -158,6 +183,33 @@ def test_qhyvit_keeps_the_damping_whose_model_is_closest_to_fp32_on_the_calibrat
     assert scales(chosen) == scales(single[best]) != scales(single[max(kls, key=kls.get)])
     with pytest.raises(UserError, match="damping"):
         qhyvit(canonical, dataclasses.replace(base, damping=(-1.0,)), CalibrationSource(calib), "full-integer")
+
+
+def test_qhyvit_also_searches_symmetric_activations_and_keeps_the_closer_recipe(explicit):
+    """With ``symmetric_candidate`` Q-HyViT searches once with the per-tensor scheme choice and
+    once with symmetric activations only, and keeps the recipe whose quantized model has the
+    lower KL to FP32 on the calibration images: the scales of that single search."""
+    model, canonical = explicit
+    torch.manual_seed(3)
+    calib = torch.rand(16, 1, 28, 28)
+    base = QHyViTConfig(w_bits=4, a_bits=4, candidates=10, rounds=1, damping=0.0, symmetric_candidate=False)
+
+    def kl(r):
+        with torch.no_grad():
+            lp = model(calib).log_softmax(1)
+            lq = quantize_with_recipe(canonical, r, quantizer_for("full-integer", r))(calib).log_softmax(1)
+        return float((lp.exp() * (lp - lq)).sum(1).mean())
+    single = {"choice": qhyvit(canonical, base, CalibrationSource(calib), "full-integer"),
+              "symmetric": qhyvit(canonical, dataclasses.replace(base, activation_schemes=("symmetric",)),
+                                  CalibrationSource(calib), "full-integer")}
+    assert not all(a.quant.symmetric for a in single["choice"].activations.values())
+    chosen = qhyvit(canonical, dataclasses.replace(base, symmetric_candidate=True), CalibrationSource(calib),
+                    "full-integer")
+    kls = {k: kl(r) for k, r in single.items()}
+    assert kls["choice"] != kls["symmetric"]
+    best = min(kls, key=kls.get)
+    scales = lambda r: {k: a.quant.scale for k, a in r.activations.items()}  # noqa: E731
+    assert scales(chosen) == scales(single[best]) != scales(single[max(kls, key=kls.get)])
 
 
 def test_per_tensor_layer_under_a_per_channel_quantizer_repeats_its_scale(explicit):

@@ -44,7 +44,9 @@ class ScaleSearchConfig(QuantConfig):
     list searches once per value and keeps the recipe whose quantized model is closest to FP32
     on the calibration images (KL of the softmax, :func:`scale_search.search`'s return).
     twin_uniform: PTQ4ViT's twin-uniform quantizers on softmax, GELU and SiLU outputs
-    (simulation only: only the ``simulation`` target runs such a recipe)."""
+    (simulation only: only the ``simulation`` target runs such a recipe).
+    symmetric_candidate: with both activation schemes, also search with symmetric activations
+    only, and keep the recipe closer to FP32 on the calibration images, as for ``damping``."""
     calib_images: int = 32
     metric: str = "hessian"
     alpha_lo: float = 0.01
@@ -56,6 +58,7 @@ class ScaleSearchConfig(QuantConfig):
     bridges: bool = True
     damping: tuple[float, ...] | float = (0.0, 100.0)
     twin_uniform: bool = False
+    symmetric_candidate: bool = False
 
 
 def _space(cfg) -> SearchSpace:
@@ -95,7 +98,8 @@ def searched_recipe(canonical: CanonicalModel, cfg, calib: CalibrationSource, me
     ``cfg`` on the first ``cfg.calib_images`` images of ``calib`` (float32 [N, C, H, W]). The
     input's range is the preprocessing's when known. With several ``cfg.damping`` values, one
     search each (from the same start), keeping the recipe whose quantized model has the lowest
-    loss against FP32 on those images. Raises UserError for a bad search option."""
+    loss against FP32 on those images; with ``cfg.symmetric_candidate`` the same again with
+    symmetric activations only. Raises UserError for a bad search option."""
     gm = canonical.graph_module
     recipe = plan_search(gm, cfg, method)
     fixed = set()
@@ -107,11 +111,15 @@ def searched_recipe(canonical: CanonicalModel, cfg, calib: CalibrationSource, me
                 fixed.add(n.name)
     images = calib.images[:max(1, cfg.calib_images)]
     space, best = _space(cfg), None
-    for damping in _dampings(cfg):
-        trial = copy.deepcopy(recipe)
-        loss = search(canonical, trial, images, dataclasses.replace(space, damping=damping), placement, fixed)
-        if best is None or loss < best[0]:
-            best = (loss, trial)
+    spaces = [space]
+    if cfg.symmetric_candidate and len(space.activation_schemes) > 1:
+        spaces.append(dataclasses.replace(space, activation_schemes=(True,)))
+    for sp in spaces:
+        for damping in _dampings(cfg):
+            trial = copy.deepcopy(recipe)
+            loss = search(canonical, trial, images, dataclasses.replace(sp, damping=damping), placement, fixed)
+            if best is None or loss < best[0]:
+                best = (loss, trial)
     return best[1]
 
 
@@ -124,13 +132,18 @@ def require_attention(canonical: CanonicalModel, method: str) -> None:
 
 @dataclass
 class QHyViTConfig(ScaleSearchConfig):
-    """Q-HyViT: the search fields (``ScaleSearchConfig``) at the paper's settings, except
-    ``damping``: the search runs with the paper's undamped Fisher and with damping 100 and keeps
-    the recipe closer to FP32 on the calibration images. From 32 images the undamped Fisher is
-    noisy: on MobileViT it chose worse scales than damping 100 (W6A6 16.8 against 13.4 dB on the
-    test split), on EfficientFormer better ones (24.0 against 22.6 dB), and the calibration-set
-    KL ranked both as the test split did (docs/hybrid_vit.md). With --data-free it calibrates on
-    ZeroQ images distilled from the BN statistics of the conv stages."""
+    """Q-HyViT: the search fields (``ScaleSearchConfig``) at the paper's settings, except that
+    several searches run and the recipe closer to FP32 on the calibration images is kept:
+    - ``damping``: the paper's undamped Fisher and damping 100. From 32 images the undamped
+      Fisher is noisy: on MobileViT it chose worse scales than damping 100, on EfficientFormer
+      better ones, and the calibration-set KL ranked both as the test split did;
+    - ``symmetric_candidate``: the scheme chosen per tensor, and symmetric everywhere. The
+      per-tensor choice is greedy, one tensor at a time at its own consumers; on MobileViT its
+      asymmetric picks left the whole model further from FP32 than symmetric ones, and the
+      calibration-set KL saw it (docs/hybrid_vit.md).
+    With --data-free it calibrates on ZeroQ images distilled from the BN statistics of the conv
+    stages."""
+    symmetric_candidate: bool = True
 
 
 def qhyvit(canonical: CanonicalModel, cfg: QHyViTConfig, calib: CalibrationSource,
