@@ -292,8 +292,9 @@ def profile_tflite(path: Path, spec, metadata: dict[str, Any]) -> Trace:
     ``spec.warmup_runs``, untraced. With ``spec.trace_ops``, per-operator events (ms per run)
     from a second, traced series of runs: by ``spec.extra["benchmark_model"]`` (a binary on
     this machine) from its op-profiling CSV, else by LiteRT's own profiler through its C API
-    (``edgekit.runtimes.litert_profiler``, in a child process). Raises UserError for a
-    corrupted file or a missing runtime."""
+    (``edgekit.runtimes.litert_profiler``, in a child process; where that fails, e.g. with
+    tflite-runtime alone, the trace keeps its latency and says why in ``op_trace_error``).
+    Raises UserError for a corrupted file or a missing runtime."""
     from edgekit.runtimes.measure import make_input, timed_loop
 
     it, ver = load(path, spec.threads)
@@ -337,11 +338,15 @@ def profile_tflite(path: Path, spec, metadata: dict[str, Any]) -> Trace:
     elif spec.trace_ops:
         from edgekit.runtimes.litert_profiler import profile_ops
 
-        result = profile_ops(path, int(spec.warmup_runs), int(spec.runs), spec.threads,
-                             [a.tobytes() for _, a in arrays])
-        events = events_from_profiler(result, op_modules(it))
-        md["tracing"] = "litert_profiler"
-        md["traced_invoke_ms"] = [us / 1000.0 for us in result["invoke_us"]]
+        try:
+            result = profile_ops(path, int(spec.warmup_runs), int(spec.runs), spec.threads,
+                                 [a.tobytes() for _, a in arrays])
+        except UserError as e:  # e.g. tflite-runtime on a device: no C API here; the latency stands
+            md["op_trace_error"] = str(e)
+        else:
+            events = events_from_profiler(result, op_modules(it))
+            md["tracing"] = "litert_profiler"
+            md["traced_invoke_ms"] = [us / 1000.0 for us in result["invoke_us"]]
     return Trace(metadata=md, latency_ms=lat, events=events)
 
 

@@ -69,6 +69,20 @@ def test_litert_profiler_reports_a_crash_as_one_line(tmp_path):
         profile_ops(bad, 0, 1, 1)
 
 
+def test_tflite_trace_keeps_its_latency_when_the_profiler_is_missing(bundle, monkeypatch):
+    """Where LiteRT's C API cannot be had (tflite-runtime alone on a device), the .tflite trace
+    keeps its end-to-end latency and says why it has no operator events."""
+    from edgekit.errors import UserError
+    from edgekit.runtimes import litert_profiler
+
+    def missing(*a, **k):
+        raise UserError("LiteRT's operator profiler needs ai-edge-litert==2.3.0")
+    monkeypatch.setattr(litert_profiler, "profile_ops", missing)
+    t = _profile(bundle, "litert")
+    assert len(t.latency_ms) == 5 and not t.events and t.metadata["tracing"] == "none"
+    assert "ai-edge-litert" in t.metadata["op_trace_error"]
+
+
 def test_tflite_and_onnx_run(bundle):
     o = _profile(bundle, "onnxruntime")
     assert o.events and all(len(e.durations_ms) == 5 for e in o.events)
