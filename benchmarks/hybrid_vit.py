@@ -213,6 +213,11 @@ def run_model(name: str, tmp: Path, calib_u8: np.ndarray) -> dict:
 
 
 LATENCY_RUNS, LATENCY_WARMUP = 200, 20
+# One runtime thread: on the 2-core machine a 2-thread XNNPACK pool gave the same .pte a p50 of
+# 0.27 ms in one run and 0.61 ms in the next. Even with one thread a sub-millisecond p50 moved by
+# up to 40% between runs minutes apart, so every artifact is timed in LATENCY_ROUNDS rounds taken
+# in turn (FP32 and int8 side by side in time) and the median round is reported, with the spread.
+LATENCY_THREADS, LATENCY_ROUNDS = 1, 7
 DEPLOY_TARGETS = ["--target", "executorch-xnnpack", "--target", "litert", "--target", "onnx-qdq"]
 
 
@@ -240,8 +245,8 @@ FP32_TWINS = {"pte": "executorch-xnnpack", "tflite": "litert", "onnx": "onnx-qdq
 
 
 def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
-    """Part ``latency``: p50 (tracing off) and the traced per-category breakdown (ms, share of
-    operator time) of the bundle's int8 .pte/.tflite/.onnx and their FP32 twins (the bundle's
+    """Part ``latency``: p50 (tracing off; the median of ``LATENCY_ROUNDS`` rounds) and the traced
+    per-category breakdown (ms, share of operator time) of the bundle's int8 .pte/.tflite/.onnx and their FP32 twins (the bundle's
     float program lowered by the same targets without a recipe). The .tflite's events come from
     LiteRT's own profiler (``edgekit.runtimes.litert_profiler``), whole microseconds per operator."""
     from edgekit.bundle import read_manifest
@@ -251,11 +256,17 @@ def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
     files = {x["runtime"]: bundle / x["file"] for x in read_manifest(bundle)["artifacts"]}
     paths = {"pte_int8": files["executorch"], "tflite_int8": files["litert"], "onnx_int8": files["onnxruntime"],
              **fp32_artifacts(bundle, tmp, FP32_TWINS)}
-    rows: dict = {"runs": LATENCY_RUNS, "warmup_runs": LATENCY_WARMUP}
+    rows: dict = {"runs": LATENCY_RUNS, "warmup_runs": LATENCY_WARMUP, "threads": LATENCY_THREADS,
+                  "rounds": LATENCY_ROUNDS}
+    rounds: dict[str, list[float]] = {key: [] for key in paths}
+    for _ in range(LATENCY_ROUNDS):
+        for key, path in sorted(paths.items()):
+            rounds[key].append(profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=False,
+                                       threads=LATENCY_THREADS).latency["p50"])
     for key, path in sorted(paths.items()):
-        p50 = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=False).latency["p50"]
-        trace = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=True)
-        row: dict = {"p50_ms": round(p50, 4)}
+        trace = profile(path, LATENCY_WARMUP, LATENCY_RUNS, trace_ops=True, threads=LATENCY_THREADS)
+        row: dict = {"p50_ms": round(float(np.median(rounds[key])), 4),
+                     "p50_ms_rounds_min_max": [round(min(rounds[key]), 4), round(max(rounds[key]), 4)]}
         if not trace.events:
             row["breakdown"] = f"no per-operator events (tracing: {trace.metadata.get('tracing')})"
         else:
@@ -269,6 +280,12 @@ def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
                     "breakdown_share": {c: round(v / total, 3) for c, v in sorted(cats.items())},
                     "top_modules_ms": {m: round(v, 4) for m, v in sorted(
                         trace.module_breakdown().items(), key=lambda kv: -kv[1])[:8]}}
+            unmapped: dict[str, float] = {}  # e.g. LiteRT's XNNPACK-internal ops: a kind, no module
+            for e in trace.events:
+                if e.module is None:
+                    unmapped[e.name] = unmapped.get(e.name, 0.0) + e.stats["p50"]
+            if unmapped:
+                row["unmapped_top_ops_ms"] = {n: round(v, 4) for n, v in sorted(unmapped.items(), key=lambda kv: -kv[1])[:8]}
         rows[key] = row
         print(name, key, row, flush=True)
     for kind in FP32_TWINS:

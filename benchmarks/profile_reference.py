@@ -41,12 +41,12 @@ def fp32_artifacts(bundle: Path, out: Path, twins: dict[str, str] = FP32_TWINS) 
             for kind, target in twins.items()}
 
 
-def profile(path: Path, warmup: int, runs: int, trace_ops: bool = True):
+def profile(path: Path, warmup: int, runs: int, trace_ops: bool = True, threads: int | None = None):
     from edgekit.profiling.spec import resolve
     from edgekit.profiling.transports import job_spec_for, make_transport
 
     art = resolve(path)
-    return make_transport("local").profile(art, job_spec_for(art, warmup, runs, trace_ops=trace_ops))
+    return make_transport("local").profile(art, job_spec_for(art, warmup, runs, threads, trace_ops=trace_ops))
 
 
 def main() -> None:

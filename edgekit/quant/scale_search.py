@@ -403,7 +403,7 @@ def _weight_candidates(tq: TensorQuant, gran: str, alpha: float, amax_c: torch.T
 
 
 def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor, space: SearchSpace,
-           placement: str, fixed: set[str] = frozenset()) -> float:
+           placement: str, fixed: set[str] = frozenset()) -> list[float]:
     """Search the parameters of every quantizer ``placement`` puts in ``canonical``'s graph and
     write them into ``recipe`` in place (weights: granularity and scales; activations: scheme, scale,
     zero point, range). Activations the placement does not quantize get their min/max range.
@@ -412,8 +412,8 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
     fixed: activation entries whose parameters are already final (the input's range when the
     preprocessing is known); softmax and sigmoid outputs are fixed (``fill_unit_interval``) unless
     planned twin-uniform.
-    Returns the quantized model's loss against FP32 on ``images`` (KL of the softmax for
-    logits [N, K], else relative squared error), summed over images.
+    Returns the quantized model's loss against FP32 on each of ``images`` (KL of the softmax
+    for logits [N, K], else relative squared error): a list of N floats.
     Raises ValueError for an unknown metric.
     """
     graph = _Graph(canonical, recipe, placement)
@@ -493,7 +493,7 @@ def search(canonical: CanonicalModel, recipe: QuantRecipe, images: torch.Tensor,
         if name not in probed:
             lq.weight.granularity, lq.weight.axis = "per_channel", 0  # a layer the placement leaves float
             fill_weight(lq.weight, get_attr_tensor(graph.gm, nodes[name].args[1]))
-    return _task_loss(graph, chunks)
+    return _task_loss(graph, chunks)[:len(images)]  # the last chunk's padding dropped
 
 
 def _twin_minimums(graph: _Graph, recipe: QuantRecipe) -> dict[str, float]:
@@ -535,24 +535,27 @@ def _search_twin(tq: TensorQuant, minimum: float, rng: list[float], region: _Reg
     fill_twin(tq, *best[1], minimum)
 
 
-def _task_loss(graph: _Graph, chunks: list[torch.Tensor]) -> float:
-    """The quantized model's loss against the FP32 one on the calibration chunks, summed over
-    images: KL(FP32 || quantized) of the softmax for outputs [N, K], else the squared error over
-    the FP32 output's energy."""
-    total = 0.0
+def _task_loss(graph: _Graph, chunks: list[torch.Tensor]) -> list[float]:
+    """The quantized model's loss against the FP32 one on the calibration chunks, one value per
+    image (summed over the model's outputs): KL(FP32 || quantized) of the softmax for outputs
+    [N, K], else the squared error over the FP32 output's energy."""
+    per_image: list[float] = []
     with torch.no_grad():
         for c in chunks:
             graph.set_on(False)
             fp = [t for t in torch.utils._pytree.tree_leaves(graph.gm(c)) if isinstance(t, torch.Tensor)]
             graph.set_on(True)
             q = [t for t in torch.utils._pytree.tree_leaves(graph.gm(c)) if isinstance(t, torch.Tensor)]
+            loss = torch.zeros(len(c), dtype=torch.float64)
             for f, o in zip(fp, q):
                 if f.dim() == 2:
                     lp, lq = f.log_softmax(1), o.log_softmax(1)
-                    total += float((lp.exp() * (lp - lq)).sum())
+                    loss += (lp.exp() * (lp - lq)).sum(1).double()
                 else:
-                    total += float((o - f).square().sum() / f.square().sum().clamp_min(1e-12))
-    return total
+                    err = (o - f).square().flatten(1).sum(1) / f.square().flatten(1).sum(1).clamp_min(1e-12)
+                    loss += err.double()
+            per_image += loss.tolist()
+    return per_image
 
 
 def _search_weight(tq: TensorQuant, w: torch.Tensor, region: _Region, scorer: _Scorer, space: SearchSpace,

@@ -16,7 +16,7 @@ from edgekit.errors import UserError
 from edgekit.models.canonical import canonicalize, module_path
 from edgekit.quant.algorithms.easyquant import EasyQuantConfig, easyquant
 from edgekit.quant.algorithms.ptq import PTQConfig, ptq
-from edgekit.quant.algorithms.qhyvit import QHyViTConfig, qhyvit
+from edgekit.quant.algorithms.qhyvit import QHyViTConfig, clearly_lower, qhyvit
 from edgekit.quant.placement import quantizer_for
 from edgekit.quant.scale_search import find_bridges, has_attention
 from edgekit.quant.simulate import quantize_with_recipe
@@ -185,10 +185,11 @@ def test_qhyvit_keeps_the_damping_whose_model_is_closest_to_fp32_on_the_calibrat
         qhyvit(canonical, dataclasses.replace(base, damping=(-1.0,)), CalibrationSource(calib), "full-integer")
 
 
-def test_qhyvit_also_searches_symmetric_activations_and_keeps_the_closer_recipe(explicit):
+def test_qhyvit_also_searches_symmetric_activations_and_keeps_it_only_when_clearly_closer(explicit):
     """With ``symmetric_candidate`` Q-HyViT searches once with the per-tensor scheme choice and
-    once with symmetric activations only, and keeps the recipe whose quantized model has the
-    lower KL to FP32 on the calibration images: the scales of that single search."""
+    once with symmetric activations only, and keeps the symmetric recipe only when its per-image
+    KL to FP32 on the calibration images is clearly lower (``clearly_lower``): the scales of
+    exactly one of the two single searches, the one the paired test picks."""
     model, canonical = explicit
     torch.manual_seed(3)
     calib = torch.rand(16, 1, 28, 28)
@@ -198,7 +199,7 @@ def test_qhyvit_also_searches_symmetric_activations_and_keeps_the_closer_recipe(
         with torch.no_grad():
             lp = model(calib).log_softmax(1)
             lq = quantize_with_recipe(canonical, r, quantizer_for("full-integer", r))(calib).log_softmax(1)
-        return float((lp.exp() * (lp - lq)).sum(1).mean())
+        return (lp.exp() * (lp - lq)).sum(1).tolist()
     single = {"choice": qhyvit(canonical, base, CalibrationSource(calib), "full-integer"),
               "symmetric": qhyvit(canonical, dataclasses.replace(base, activation_schemes=("symmetric",)),
                                   CalibrationSource(calib), "full-integer")}
@@ -207,9 +208,24 @@ def test_qhyvit_also_searches_symmetric_activations_and_keeps_the_closer_recipe(
                     "full-integer")
     kls = {k: kl(r) for k, r in single.items()}
     assert kls["choice"] != kls["symmetric"]
-    best = min(kls, key=kls.get)
+    keep = "symmetric" if clearly_lower(kls["symmetric"], kls["choice"]) else "choice"
+    other = "choice" if keep == "symmetric" else "symmetric"
     scales = lambda r: {k: a.quant.scale for k, a in r.activations.items()}  # noqa: E731
-    assert scales(chosen) == scales(single[best]) != scales(single[max(kls, key=kls.get)])
+    assert scales(chosen) == scales(single[keep]) != scales(single[other])
+
+
+def test_clearly_lower_is_a_paired_test_on_the_same_images():
+    """A uniform improvement is clear; the same mean improvement carried by one image of many is
+    not; equal losses are not; mismatched lengths raise."""
+    base = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert clearly_lower([b - 0.1 for b in base], base)
+    one_image = list(base)
+    one_image[0] -= 0.8  # the same 0.1 mean improvement, all on one image
+    assert not clearly_lower(one_image, base)
+    assert not clearly_lower(base, base)
+    assert not clearly_lower([b + 0.1 for b in base], base)
+    with pytest.raises(ValueError):
+        clearly_lower(base[:3], base)
 
 
 def test_per_tensor_layer_under_a_per_channel_quantizer_repeats_its_scale(explicit):
