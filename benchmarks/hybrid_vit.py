@@ -244,10 +244,16 @@ def time_category(model: torch.nn.Module, module: str | None) -> str:
 FP32_TWINS = {"pte": "executorch-xnnpack", "tflite": "litert", "onnx": "onnx-qdq"}
 
 
+def largest(ms: dict[str, float], n: int = 8) -> dict[str, float]:
+    """The ``n`` largest entries of ``ms`` (milliseconds by name), largest first, rounded."""
+    return {k: round(v, 4) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])[:n]}
+
+
 def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
     """Part ``latency``: p50 (tracing off; the median of ``LATENCY_ROUNDS`` rounds) and the traced
-    per-category breakdown (ms, share of operator time) of the bundle's int8 .pte/.tflite/.onnx and their FP32 twins (the bundle's
-    float program lowered by the same targets without a recipe). The .tflite's events come from
+    per-category breakdown (ms, share of operator time) of the bundle's int8 .pte/.tflite/.onnx
+    and their FP32 twins (the bundle's float program lowered by the same targets without a
+    recipe), with the unmapped operators by name. The .tflite's events come from
     LiteRT's own profiler (``edgekit.runtimes.litert_profiler``), whole microseconds per operator."""
     from edgekit.bundle import read_manifest
     from edgekit.models.zoo import load_model
@@ -271,21 +277,19 @@ def latency_rows(name: str, bundle: Path, tmp: Path) -> dict:
             row["breakdown"] = f"no per-operator events (tracing: {trace.metadata.get('tracing')})"
         else:
             cats: dict[str, float] = {}
+            unmapped: dict[str, float] = {}  # e.g. LiteRT's XNNPACK-internal ops: a name, no module
             for e in trace.events:
                 c = time_category(model, e.module)
                 cats[c] = cats.get(c, 0.0) + e.stats["p50"]
+                if e.module is None:
+                    unmapped[e.name] = unmapped.get(e.name, 0.0) + e.stats["p50"]
             total = sum(cats.values())
             row |= {"traced_op_time_ms": round(total, 4), "mapping_coverage": round(trace.mapping_coverage(delegated_only=False), 3),
                     "breakdown_ms": {c: round(v, 4) for c, v in sorted(cats.items())},
                     "breakdown_share": {c: round(v / total, 3) for c, v in sorted(cats.items())},
-                    "top_modules_ms": {m: round(v, 4) for m, v in sorted(
-                        trace.module_breakdown().items(), key=lambda kv: -kv[1])[:8]}}
-            unmapped: dict[str, float] = {}  # e.g. LiteRT's XNNPACK-internal ops: a kind, no module
-            for e in trace.events:
-                if e.module is None:
-                    unmapped[e.name] = unmapped.get(e.name, 0.0) + e.stats["p50"]
+                    "top_modules_ms": largest(trace.module_breakdown())}
             if unmapped:
-                row["unmapped_top_ops_ms"] = {n: round(v, 4) for n, v in sorted(unmapped.items(), key=lambda kv: -kv[1])[:8]}
+                row["unmapped_top_ops_ms"] = largest(unmapped)
         rows[key] = row
         print(name, key, row, flush=True)
     for kind in FP32_TWINS:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass
 
 from edgekit.config import QuantConfig
@@ -140,11 +141,9 @@ def clearly_lower(losses: list[float], than: list[float], z: float = 2.0) -> boo
     if len(losses) != len(than):
         raise ValueError(f"{len(losses)} losses against {len(than)}")
     d = [b - a for a, b in zip(losses, than)]
-    mean = sum(d) / len(d)
     if len(d) < 2:
-        return mean > 0
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
-    return mean > z * sd / math.sqrt(len(d))
+        return sum(d) > 0
+    return statistics.fmean(d) > z * statistics.stdev(d) / math.sqrt(len(d))
 
 
 def require_attention(canonical: CanonicalModel, method: str) -> None:
