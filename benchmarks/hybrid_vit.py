@@ -12,8 +12,10 @@ and post-GELU/SiLU quantizers (simulation only) and without them (``ptq4vit_sing
 whitepaper PTQ; Q-HyViT as edgekit runs it by default (the paper's undamped Fisher and damping
 100, each with the per-tensor scheme choice and with symmetric activations only, the recipe
 closest to FP32 on the calibration images kept); the same without the bridge blocks,
-``qhyvit_nobridge``, and without the symmetric-only search, ``qhyvit_greedyscheme``; and
-Q-HyViT given the twin-uniform quantizers too, ``qhyvit_twin``) and W8A8 / W4A8 (min/max,
+``qhyvit_nobridge``, and without the symmetric-only search, ``qhyvit_greedyscheme``;
+Q-HyViT given the twin-uniform quantizers too, ``qhyvit_twin``; and each tensor's scheme and weight
+granularity of lowest error outright, as the paper chooses, ``qhyvit_paperchoice`` and
+``qhyvit_twin_paperchoice``) and W8A8 / W4A8 (min/max,
 Q-HyViT), with the calibration seconds. Q-HyViT against PTQ4ViT image by image (one scale per
 tensor: ``qhyvit`` vs ``ptq4vit_single``; twin-uniform: ``qhyvit_twin`` vs ``ptq4vit``):
 McNemar's exact test on the images only one of the two gets right.
@@ -59,11 +61,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 CALIB_IMAGES = 32  # Q-HyViT's calibration set size (Lee et al., Sec. IV-A)
 
 
-def calibration_images() -> np.ndarray:
-    """The benchmark's 32 calibration images, uint8 [32, 28, 28], drawn from the training split (seed 0)."""
+def calibration_images(seed: int = 0) -> np.ndarray:
+    """The benchmark's 32 calibration images, uint8 [32, 28, 28], drawn from the training split
+    (seed 0; ``hybrid_vit_seeds.py`` draws others)."""
     from edgekit.data.fashion_mnist import load_split
     images, _ = load_split("train")
-    return images[np.random.default_rng(0).choice(len(images), CALIB_IMAGES, replace=False)]
+    return images[np.random.default_rng(seed).choice(len(images), CALIB_IMAGES, replace=False)]
 
 
 def stock_per_tensor_pte(model: torch.nn.Module, calib: torch.Tensor, path: Path) -> float:
@@ -123,7 +126,7 @@ def edgekit_rows(name: str, args: list[str], out: Path) -> dict:
 
 
 LOW = ("minmax", "easyquant", "ptq4vit", "ptq4vit_single", "ptq", "qhyvit", "qhyvit_nobridge", "qhyvit_greedyscheme",
-       "qhyvit_twin")
+       "qhyvit_twin", "qhyvit_paperchoice", "qhyvit_twin_paperchoice")
 # Q-HyViT against PTQ4ViT image by image: the deployable pair (one scale per tensor) and the twin-uniform pair
 PAIRS = (("qhyvit", "ptq4vit_single"), ("qhyvit_twin", "ptq4vit"))
 
@@ -143,9 +146,10 @@ SEARCH_BITS = {(6, 6): LOW, (4, 4): LOW,
                (8, 8): ("minmax", "qhyvit"), (4, 8): ("minmax", "qhyvit")}
 
 
-def search_rows(name: str, calib_u8: np.ndarray, only: set[str] | None = None, rows: dict | None = None) -> dict:
+def search_rows(name: str, calib_u8: np.ndarray, only: set[str] | None = None, rows: dict | None = None,
+                bits: set[tuple[int, int]] | None = None) -> dict:
     """Part ``search``: each method's recipe from the same 32 images, simulated on the test split
-    (``only``: these methods, their rows replacing those in ``rows``)."""
+    (``only``: these methods, their rows replacing those in ``rows``; ``bits``: these (w, a) only)."""
     import dataclasses
     from edgekit import api
     from edgekit.data.calibration import CalibrationSource
@@ -159,6 +163,8 @@ def search_rows(name: str, calib_u8: np.ndarray, only: set[str] | None = None, r
     calib = CalibrationSource(normalize(calib_u8), {"kind": "real"})
     rows = dict(rows or {}) | {"fp32_top1": round(float((fp32.argmax(1) == y).float().mean()), 4)}
     for (wb, ab), methods in SEARCH_BITS.items():
+        if bits and (wb, ab) not in bits:
+            continue
         preds: dict[str, torch.Tensor] = {}
         for method in methods:
             if only and method not in only:
@@ -171,8 +177,10 @@ def search_rows(name: str, calib_u8: np.ndarray, only: set[str] | None = None, r
                 cfg = dataclasses.replace(cfg, bridges=False)
             if method == "qhyvit_greedyscheme":  # the per-tensor scheme choice alone (no symmetric-only search)
                 cfg = dataclasses.replace(cfg, symmetric_candidate=False)
-            if method == "qhyvit_twin":  # Q-HyViT given PTQ4ViT's twin-uniform quantizers (simulation only)
+            if method.startswith("qhyvit_twin"):  # Q-HyViT given PTQ4ViT's twin-uniform quantizers (simulation only)
                 cfg = dataclasses.replace(cfg, twin_uniform=True)
+            if method.endswith("_paperchoice"):  # each tensor's scheme/granularity of lowest error outright
+                cfg = dataclasses.replace(cfg, clear_choices=False)
             if method == "minmax":  # what the stock PT2E flow's min/max observers give, per-tensor weights
                 cfg = dataclasses.replace(cfg, act_estimator="minmax", per_channel=False)
             t0 = time.time()

@@ -31,7 +31,7 @@ def main() -> None:
     from edgekit import api
     from edgekit.data.calibration import CalibrationSource
     from edgekit.data.fashion_mnist import load_tensors, normalize
-    from edgekit.quant.algorithms.qhyvit import clearly_lower
+    from edgekit.quant.scale_search import clearly_lower
     from edgekit.quant.placement import quantizer_for
     from edgekit.quant.simulate import fused_for_simulation, quantize_with_recipe
     from edgekit.registry import ALGORITHMS

@@ -85,26 +85,33 @@ def _samples(x: np.ndarray, mode: str, sample: list | None) -> np.ndarray:
 
 def upscale(img: np.ndarray, spec: dict, tables: dict[str, np.ndarray], fixed: dict | None = None) -> np.ndarray:
     """Run the LUT network on one image: uint8 [h, w] -> uint8 [r*h, r*w]."""
-    fixed = fixed or {}
     x = np.asarray(img).astype(np.int64)
-    n, r = len(spec["modes"]), spec["scale"]
     for st in range(spec["stages"]):
-        last = st == spec["stages"] - 1
-        up = r if last else 1
-        pred = np.zeros((x.shape[0] * up, x.shape[1] * up), dtype=np.float64)
-        for m in spec["modes"]:
-            name = f"s{st + 1}_{m}"
-            for k in range(4):
-                xr = np.rot90(x, k)
-                h, w = xr.shape
-                v = interpolate(tables[name], _samples(xr, m, fixed.get(f"{name}.sample")), spec["interval"])
-                v = v.reshape(h, w, up, up).transpose(0, 2, 1, 3).reshape(h * up, w * up)
-                pred += np.rot90(v, -k)
-        if last:
-            return np.clip(np.round(pred / n), 0, 255).astype(np.uint8)
-        y = np.clip(np.round(pred / (4 * n) + 127), 0, 255)
-        if fixed.get("residual"):
-            a = fixed["residual"][st]
-            y = np.clip(np.round(((FIXED_POINT - a) * y + a * x) / FIXED_POINT), 0, 255)
-        x = y.astype(np.int64)
-    raise AssertionError("unreachable")
+        x = run_stage(x, spec, tables, st, fixed)
+    return x.astype(np.uint8)
+
+
+def run_stage(x: np.ndarray, spec: dict, tables: dict[str, np.ndarray], st: int,
+              fixed: dict | None = None) -> np.ndarray:
+    """Stage ``st`` (0-based) of the LUT network on its input image int [h, w] (pixel values):
+    an intermediate stage writes int64 [h, w] in [0, 255], the last int64 [r*h, r*w] in [0, 255]."""
+    fixed = fixed or {}
+    n, r = len(spec["modes"]), spec["scale"]
+    last = st == spec["stages"] - 1
+    up = r if last else 1
+    pred = np.zeros((x.shape[0] * up, x.shape[1] * up), dtype=np.float64)
+    for m in spec["modes"]:
+        name = f"s{st + 1}_{m}"
+        for k in range(4):
+            xr = np.rot90(x, k)
+            h, w = xr.shape
+            v = interpolate(tables[name], _samples(xr, m, fixed.get(f"{name}.sample")), spec["interval"])
+            v = v.reshape(h, w, up, up).transpose(0, 2, 1, 3).reshape(h * up, w * up)
+            pred += np.rot90(v, -k)
+    if last:
+        return np.clip(np.round(pred / n), 0, 255).astype(np.int64)
+    y = np.clip(np.round(pred / (4 * n) + 127), 0, 255)
+    if fixed.get("residual"):
+        a = fixed["residual"][st]
+        y = np.clip(np.round(((FIXED_POINT - a) * y + a * x) / FIXED_POINT), 0, 255)
+    return y.astype(np.int64)

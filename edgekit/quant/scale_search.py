@@ -28,6 +28,7 @@ a large error no second-order estimate sees.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +52,8 @@ class SearchSpace:
     weight_granularities: of "per_channel" (each channel its own candidate) and "per_tensor".
     activation_schemes: True (symmetric, zero point 0) and/or False (asymmetric).
     bridges: search the quantizers of bridge blocks jointly at the block outputs.
+    clear_choices: a scheme or granularity other than the first is taken only when clearly
+    better (:func:`_first_unless_clearly_worse`); False takes the lowest error outright.
     Recipe entries planned twin-uniform (``plan_recipe(..., twin_uniform=True)``) get PTQ4ViT's
     twin-uniform quantizer (simulation only), searched as :func:`_search_twin` says."""
     metric: str = "hessian"
@@ -62,6 +65,7 @@ class SearchSpace:
     activation_schemes: tuple[bool, ...] = (True,)
     bridges: bool = False
     damping: float = 0.0
+    clear_choices: bool = True
 
     def alphas(self) -> torch.Tensor:
         return torch.linspace(self.alpha_lo, self.alpha_hi, self.candidates)
@@ -326,11 +330,25 @@ class _Scorer:
             self._weights[o, c] = g2 + self.damping * g2.mean()
         return self._weights[o, c]
 
-    def error(self, region: _Region, per_channel: fx.Node | None = None) -> torch.Tensor:
+    def error(self, region: _Region, per_channel: fx.Node | None = None, per_image: bool = False) -> torch.Tensor:
         """The region's error (a scalar), or per output channel of the layer ``per_channel``
-        (the region's only output) as a vector [C]."""
+        (the region's only output) as a vector [C], or per calibration image (``per_image``,
+        a vector [N] over the chunks' images, padding included), float64."""
         total = 0.0
         chunks = len(next(iter(self.g.stored.values())))
+        if per_image:
+            parts = []
+            for c in range(chunks):
+                img = 0.0
+                for o, q in self.g.evaluate(region, c).items():
+                    fp = self.g.stored[o][c]
+                    if self.metric == "hessian":
+                        img = img + (self.weights(o, c) * (q - fp).square()).flatten(1).sum(1)
+                    else:
+                        img = img + 1 - torch.nn.functional.cosine_similarity(q.flatten(1), fp.flatten(1), dim=1,
+                                                                              eps=1e-12)
+                parts.append(torch.as_tensor(img, dtype=torch.float64).reshape(-1))
+            return torch.cat(parts)
         for c in range(chunks):
             for o, q in self.g.evaluate(region, c).items():
                 fp = self.g.stored[o][c]
@@ -560,9 +578,11 @@ def _task_loss(graph: _Graph, chunks: list[torch.Tensor]) -> list[float]:
 
 def _search_weight(tq: TensorQuant, w: torch.Tensor, region: _Region, scorer: _Scorer, space: SearchSpace,
                    alphas: list[float]) -> None:
+    """Each granularity's best scales (per channel where the region is the layer alone); the
+    first granularity is kept unless another is clearly better (:func:`_first_unless_clearly_worse`)."""
     amax_c = w.abs().flatten(1).amax(1)
     layer = region.outputs[0] if len(region.outputs) == 1 and not region.bridge else None
-    best = (math.inf, None)
+    found = []
     for gran in space.weight_granularities:
         separable = gran == "per_channel" and layer is not None
         errs = []
@@ -573,27 +593,69 @@ def _search_weight(tq: TensorQuant, w: torch.Tensor, region: _Region, scorer: _S
         if separable:  # each output channel depends on its own weights only: choose per channel
             idx = errs.argmin(0)
             scale = torch.clamp(torch.tensor(alphas)[idx] * amax_c / tq.quant_max, min=WEIGHT_EPS)
-            total = float(errs.gather(0, idx[None]).sum())
         else:
-            i = int(errs.argmin())
-            _weight_candidates(tq, gran, alphas[i], amax_c)
-            scale, total = torch.tensor(tq.scale), float(errs[i])
-        if total < best[0]:
-            best = (total, (gran, scale))
-    gran, scale = best[1]
-    tq.granularity, tq.axis = gran, (0 if gran == "per_channel" else None)
-    tq.scale, tq.zero_point = scale.tolist(), [0] * len(scale)
+            _weight_candidates(tq, gran, alphas[int(errs.argmin())], amax_c)
+            scale = torch.tensor(tq.scale)
+        found.append((gran, scale))
+
+    def put(gran, scale):
+        tq.granularity, tq.axis = gran, (0 if gran == "per_channel" else None)
+        tq.scale, tq.zero_point = scale.tolist(), [0] * len(scale)
+    put(*_first_unless_clearly_worse(found, put, region, scorer, space.clear_choices))
 
 
 def _search_activation(tq: TensorQuant, rng: list[float], region: _Region, scorer: _Scorer, space: SearchSpace,
                        alphas: list[float]) -> None:
-    best = (math.inf, None)
+    """Each scheme's best clipping ``alpha`` of the observed range; the first scheme is kept
+    unless another is clearly better (:func:`_first_unless_clearly_worse`)."""
+    found = []
     for symmetric in space.activation_schemes:
         tq.symmetric = symmetric
+        best = (math.inf, None)
         for a in alphas:
             fill_affine(tq, a * rng[0], a * rng[1])
             e = float(scorer.error(region))
             if e < best[0]:
-                best = (e, (symmetric, a))
-    tq.symmetric = best[1][0]
-    fill_affine(tq, best[1][1] * rng[0], best[1][1] * rng[1])
+                best = (e, a)
+        found.append((symmetric, best[1]))
+
+    def put(symmetric, a):
+        tq.symmetric = symmetric
+        fill_affine(tq, a * rng[0], a * rng[1])
+    put(*_first_unless_clearly_worse(found, put, region, scorer, space.clear_choices))
+
+
+def _first_unless_clearly_worse(found: list[tuple], put, region: _Region, scorer: _Scorer, clear: bool = True) -> tuple:
+    """Of the options ``found`` (each the best parameters of one scheme or granularity, the
+    first the default), the first, unless another's region error is lower image by image beyond
+    the calibration images' noise (:func:`clearly_lower` on the per-image errors; ``put(*option)``
+    sets an option). Q-HyViT (Sec. IV-A) takes the lower error outright; from 32 images that
+    choice is noise where the options are close (an asymmetric grid on a range such as
+    [-4.66, 4.66] is the symmetric one) and the greedy picks, one tensor at a time, left
+    MobileViT at W4A4 further from FP32 than the defaults everywhere (docs/hybrid_vit.md).
+    ``clear`` False: the option of lowest summed error (the paper's choice)."""
+    if len(found) == 1:
+        return found[0]
+    errs = []
+    for option in found:
+        put(*option)
+        errs.append(scorer.error(region, per_image=True).tolist())
+    kept = 0
+    for i in range(1, len(found)):
+        if clearly_lower(errs[i], errs[kept]) if clear else sum(errs[i]) < sum(errs[kept]):
+            kept = i
+    return found[kept]
+
+
+def clearly_lower(losses: list[float], than: list[float], z: float = 2.0) -> bool:
+    """Whether the per-image ``losses`` (same images, same order as ``than``) are lower than
+    ``than`` by more than ``z`` standard errors of their mean paired difference: a one-sided
+    paired test. Used by the per-tensor choices (:func:`_first_unless_clearly_worse`) and by
+    Q-HyViT's whole-model symmetric candidate (``edgekit.quant.algorithms.qhyvit``). Raises
+    ValueError when the lengths differ."""
+    if len(losses) != len(than):
+        raise ValueError(f"{len(losses)} losses against {len(than)}")
+    d = [b - a for a, b in zip(losses, than)]
+    if len(d) < 2:
+        return sum(d) > 0
+    return statistics.fmean(d) > z * statistics.stdev(d) / math.sqrt(len(d))

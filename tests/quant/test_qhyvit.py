@@ -16,9 +16,9 @@ from edgekit.errors import UserError
 from edgekit.models.canonical import canonicalize, module_path
 from edgekit.quant.algorithms.easyquant import EasyQuantConfig, easyquant
 from edgekit.quant.algorithms.ptq import PTQConfig, ptq
-from edgekit.quant.algorithms.qhyvit import QHyViTConfig, clearly_lower, qhyvit
+from edgekit.quant.algorithms.qhyvit import QHyViTConfig, qhyvit
 from edgekit.quant.placement import quantizer_for
-from edgekit.quant.scale_search import find_bridges, has_attention
+from edgekit.quant.scale_search import _first_unless_clearly_worse, clearly_lower, find_bridges, has_attention
 from edgekit.quant.simulate import quantize_with_recipe
 
 
@@ -166,7 +166,9 @@ def test_qhyvit_keeps_the_damping_whose_model_is_closest_to_fp32_on_the_calibrat
     model, canonical = explicit
     torch.manual_seed(2)
     calib = torch.rand(16, 1, 28, 28)
-    base = QHyViTConfig(w_bits=4, a_bits=4, candidates=10, rounds=1)
+    # one scheme space, so the choice is between the dampings alone (the symmetric candidate's
+    # own choice is the next test's)
+    base = QHyViTConfig(w_bits=4, a_bits=4, candidates=10, rounds=1, symmetric_candidate=False)
 
     def kl(r):
         with torch.no_grad():
@@ -226,6 +228,39 @@ def test_clearly_lower_is_a_paired_test_on_the_same_images():
     assert not clearly_lower([b + 0.1 for b in base], base)
     with pytest.raises(ValueError):
         clearly_lower(base[:3], base)
+
+
+def test_a_per_tensor_choice_keeps_the_default_unless_the_other_is_clearly_better():
+    """The scheme and granularity choices: the first option (symmetric; per-channel) stays unless
+    another's region error is lower image by image beyond the images' noise; each option's
+    per-image errors are measured with that option set."""
+    class Scorer:
+        def __init__(self, errs):
+            self.errs, self.state = errs, None
+
+        def error(self, region, per_image=False):
+            assert per_image
+            return torch.tensor(self.errs[self.state], dtype=torch.float64)
+
+    base = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    one_image = [base[0] - 0.8] + base[1:]  # lower in sum, on one image only
+    for other, kept in (([b - 0.1 for b in base], "b"), (one_image, "a"), ([b + 0.1 for b in base], "a")):
+        sc = Scorer({"a": base, "b": other})
+        assert _first_unless_clearly_worse([("a",), ("b",)], lambda o: setattr(sc, "state", o), None, sc) == (kept,)
+    assert _first_unless_clearly_worse([("only",)], None, None, None) == ("only",)
+
+
+def test_qhyvit_goes_asymmetric_where_a_tensor_is_one_sided(explicit):
+    """At A4 the conv stage's SiLU output (range about [-0.26, 1.2]: the asymmetric grid has half
+    the symmetric one's step) gets the asymmetric scheme; the attention's projections and
+    attn@v (ranges centred on 0, where both grids are nearly the same) keep the symmetric
+    default."""
+    _, canonical = explicit
+    torch.manual_seed(3)
+    cfg = QHyViTConfig(w_bits=4, a_bits=4, candidates=10, rounds=1, damping=0.0, symmetric_candidate=False)
+    recipe = qhyvit(canonical, cfg, CalibrationSource(torch.rand(16, 1, 28, 28)), "full-integer")
+    sym = {k: a.quant.symmetric for k, a in recipe.activations.items()}
+    assert not sym["silu"] and sym["linear"] and sym["matmul_1"], sym
 
 
 def test_per_tensor_layer_under_a_per_channel_quantizer_repeats_its_scale(explicit):
