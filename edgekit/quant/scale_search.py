@@ -631,9 +631,9 @@ def _first_unless_clearly_worse(found: list[tuple], put, region: _Region, scorer
     the calibration images' noise (:func:`clearly_lower` on the per-image errors; ``put(*option)``
     sets an option). Q-HyViT (Sec. IV-A) takes the lower error outright; from 32 images that
     choice is noise where the options are close (an asymmetric grid on a range such as
-    [-4.66, 4.66] is the symmetric one) and the greedy picks, one tensor at a time, left
-    MobileViT at W4A4 further from FP32 than the defaults everywhere (docs/hybrid_vit.md).
-    ``clear`` False: the option of lowest summed error (the paper's choice)."""
+    [-4.66, 4.66] is the symmetric one). Over three calibration draws the rule moved no
+    model's mean top-1 consistently either way; it gives mostly symmetric, per-channel recipes
+    (docs/hybrid_vit.md). ``clear`` False: the option of lowest summed error (the paper's choice)."""
     if len(found) == 1:
         return found[0]
     errs = []
