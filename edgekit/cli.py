@@ -392,10 +392,15 @@ def _size(value: str | None) -> tuple[int, int] | None:
               help="Resumable training state (default OUT.ckpt, removed on success).")
 @click.option("--input-size", default=None, help="The artifacts' LR input, HxW (default: the held-out tile, 192/scale).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=None,
+              help="The network's starting Adam learning rate, cosine-annealed to a tenth (default per method).")
+@click.option("--precision", default="auto", show_default=True,
+              help="The network's training arithmetic, auto, fp32 or bf16: bf16 runs its hidden layers in bfloat16 (faster on CPUs with "
+                   "AVX512-BF16 or AMX); auto picks bf16 where the CPU has it.")
 @click.option("--force", is_flag=True, help="Replace --out even if it holds files edgekit did not write.")
 @click.option("--no-progress", is_flag=True)
 def lut_train(method, scale, out, steps, finetune_steps, batch, patch, train_data, checkpoint, input_size, seed,
-              force, no_progress) -> None:
+              learning_rate, precision, force, no_progress) -> None:
     """Train a LUT network on photos, transfer it to int8 tables (17^4 entries per unit), fine-tune
     the tables, and write a bundle: the tables, a .pte and a .tflite checked against the numpy
     reference on held-out photos."""
@@ -403,7 +408,8 @@ def lut_train(method, scale, out, steps, finetune_steps, batch, patch, train_dat
 
     m = train_lut(method, out, scale=scale, steps=steps, finetune_steps=finetune_steps, batch=batch, patch=patch,
                   train_data=train_data, checkpoint=checkpoint, input_size=_size(input_size), force=force,
-                  progress=not no_progress, seed=seed, log=click.echo)
+                  progress=not no_progress, seed=seed, precision=precision,
+                  learning_rate=learning_rate, log=click.echo)
     ev = m["evaluation"]
     click.echo(f"{method} x{scale}: tables {m['tables']['bytes']:,} bytes; held-out PSNR-Y "
                f"{ev['reference']['psnr_y_db']:.3f} dB (bicubic {ev['bicubic']['psnr_y_db']:.3f} dB)")

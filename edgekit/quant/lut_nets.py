@@ -187,15 +187,23 @@ class Unit(nn.Module):
         [N, h + 4, w + 4] (pixel units) -> [N*h*w, 4], rounded as the table is indexed."""
         if self.sample is None:
             return pattern_samples(xp, self.mode, k, h, w)
-        return window_samples(xp, window_kernel(self.sample.weights(fixed=True), k), round_ste)
+        with torch.autocast("cpu", enabled=False):  # exact: the rounded samples index the tables
+            return window_samples(xp, window_kernel(self.sample.weights(fixed=True), k), round_ste)
 
     def mlp(self, s: torch.Tensor) -> torch.Tensor:
-        """Table inputs [M, 4] in pixel units -> [M, outputs] in [-1, 1]."""
-        h = F.relu(self.first(s / 255.0))
+        """Table inputs [M, 4] in pixel units -> [M, outputs] float32 in [-1, 1]. Under a CPU
+        autocast (bf16 training, ``lut_train``) only the hidden layers run in it: the first and
+        last layers stay float32, so that neighbouring 8-bit inputs stay apart (bf16 keeps 8
+        significant bits) and 127 * tanh is rounded from a float32 value, as the transfer does."""
+        with torch.autocast("cpu", enabled=False):
+            h = F.relu(self.first(s / 255.0))
+        if torch.is_autocast_enabled("cpu"):
+            h = h.to(torch.get_autocast_dtype("cpu"))  # one cast, not one per dense concatenation
         for lin in self.hidden:
             y = F.relu(lin(h))
             h = torch.cat([h, y], dim=1) if self.dense else y
-        return torch.tanh(self.last(h))
+        with torch.autocast("cpu", enabled=False):
+            return torch.tanh(self.last(h.float()))
 
 
 class StagedLut(nn.Module):

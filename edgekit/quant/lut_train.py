@@ -2,7 +2,8 @@
 
 Phase ``net``: the network of ``edgekit.quant.lut_nets`` on (LR, HR) patches, MSE loss on the
 [0, 1] image, Adam with a cosine learning rate from ``lr`` to ``lr / 10`` (MuLUT, Li et al. 2022,
-Sec. 4.1: Adam, 1e-3 cosine-annealed to 1e-4).
+Sec. 4.1: Adam, 1e-3 cosine-annealed to 1e-4, for far more steps than a CPU budget allows), optionally
+with the hidden layers in bfloat16 (``precision``).
 Phase ``tables``: after transfer, LUT-aware fine-tuning of the int8 tables (MuLUT Sec. 3.4): the
 tables are parameters read through a straight-through round, Adam, same loss.
 
@@ -31,15 +32,39 @@ MARK = "edgekit-lut-checkpoint"
 CHECKPOINT_EVERY = 200
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass
 class TrainConfig:
     """steps: optimizer steps; batch: patches per step; patch: LR patch side (pixels); lr: the
-    starting learning rate; seed: initialisation and patch sampling."""
+    starting learning rate; seed: initialisation and patch sampling; precision: ``fp32``, or
+    ``bf16`` (the network's hidden layers under CPU autocast to bfloat16, parameters, optimizer,
+    loss and the units' first and last layers float32; see :meth:`Unit.mlp
+    <edgekit.quant.lut_nets.Unit.mlp>`)."""
     steps: int
     batch: int = 16
     patch: int = 24
     lr: float = 1e-3
     seed: int = 0
+    precision: str = "fp32"
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bfloat16 dot products (AVX512-BF16 or AMX), where bf16 matmuls are
+    faster than float32 ones rather than emulated."""
+    cpu = torch.cpu
+    return any(bool(getattr(cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> ``bf16`` where :func:`native_bf16`, else ``fp32``; ``fp32``/``bf16`` as given.
+    Raises UserError for anything else."""
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: use auto, fp32 or bf16")
+    return precision
 
 
 def _save(path: Path, state: dict) -> None:
@@ -97,7 +122,9 @@ def fit(model: torch.nn.Module, params: list, sampler, cfg: TrainConfig, spec: L
     with tqdm(total=cfg.steps, initial=start, desc=f"lut {phase}", unit="step", disable=not progress) as bar:
         for step in range(start, cfg.steps):
             lr_img, hr_img = sampler.batch(cfg.batch)
-            loss = F.mse_loss(model(lr_img), hr_img)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                sr = model(lr_img)
+            loss = F.mse_loss(sr.float(), hr_img)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -113,7 +140,7 @@ def fit(model: torch.nn.Module, params: list, sampler, cfg: TrainConfig, spec: L
                     f"({10 * math.log10(1 / max(loss_avg, 1e-12)):.2f} dB patch PSNR) {spent + time.time() - t0:.0f} s")
     model.eval()
     return {"steps": cfg.steps, "seconds": round(spent + time.time() - t0, 1),
-            "final_loss": loss_avg, "resumed_at": start or None}
+            "final_loss": loss_avg, "resumed_at": start or None, "precision": cfg.precision}
 
 
 def train_net(spec: LutSpec, sampler, cfg: TrainConfig, checkpoint: Path | None = None, progress: bool = True,
