@@ -1,7 +1,7 @@
 """Seconds per training step of each LUT network in float32 and in bf16 (``edgekit lut train
 --precision``), one thread, on this machine; and whether this CPU has native bf16 dot products.
 
-A step is what ``edgekit.quant.lut_train.fit`` does: forward on a batch of 16 LR patches (the
+A step is ``edgekit.quant.lut_train.train_step``, as ``fit`` runs it: forward on a batch of 16 LR patches (the
 method's default patch side), MSE, backward, Adam. Random 8-bit patches (the time does not depend
 on the pixels). Median of ``--steps`` timed steps after 3 warm-ups. Run it alone on the machine.
 
@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 def seconds_per_step(method: str, precision: str, patch: int, steps: int, scale: int = 4, batch: int = 16) -> float:
     from edgekit.quant.lut_nets import METHODS, LutNet
+    from edgekit.quant.lut_train import train_step
 
     torch.manual_seed(0)
     net = LutNet(METHODS[method])
@@ -34,12 +34,7 @@ def seconds_per_step(method: str, precision: str, patch: int, steps: int, scale:
     times = []
     for i in range(3 + steps):
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            sr = net(lr)
-        loss = F.mse_loss(sr.float(), hr)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(net, opt, lr, hr, precision)
         if i >= 3:
             times.append(time.perf_counter() - t0)
     return statistics.median(times)

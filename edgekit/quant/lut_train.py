@@ -67,6 +67,20 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, lr_img: torch.Tensor, hr_img: torch.Tensor,
+               precision: str = "fp32") -> float:
+    """One optimizer step of MSE(model(lr_img), hr_img) (LR float32 [N, 1, h, w], HR
+    [N, 1, r*h, r*w], both / 255), the forward under bf16 autocast when ``precision`` is
+    ``bf16``; returns the loss."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        sr = model(lr_img)
+    loss = F.mse_loss(sr.float(), hr_img)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
 def _save(path: Path, state: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)
@@ -122,14 +136,8 @@ def fit(model: torch.nn.Module, params: list, sampler, cfg: TrainConfig, spec: L
     with tqdm(total=cfg.steps, initial=start, desc=f"lut {phase}", unit="step", disable=not progress) as bar:
         for step in range(start, cfg.steps):
             lr_img, hr_img = sampler.batch(cfg.batch)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                sr = model(lr_img)
-            loss = F.mse_loss(sr.float(), hr_img)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            v = train_step(model, opt, lr_img, hr_img, cfg.precision)
             sched.step()
-            v = float(loss.detach())
             loss_avg = v if loss_avg is None else 0.98 * loss_avg + 0.02 * v
             bar.update(1)
             bar.set_postfix(psnr=f"{10 * math.log10(1 / max(loss_avg, 1e-12)):.2f}dB")
