@@ -180,7 +180,9 @@ def main() -> None:
         res["whole_photos"] = _whole_photos(whole, tmp / "held_out")
 
     out = ROOT / "benchmarks/results/super_resolution.json"
-    out.write_text(json.dumps(res, indent=2) + "\n")
+    tmp_out = out.with_name(f".{out.name}.tmp")
+    tmp_out.write_text(json.dumps(res, indent=2) + "\n")
+    tmp_out.replace(out)
     _crops(images, hr, out.with_suffix(".png"))
     for k, v in res["methods"].items():
         print(f"{k:16s} PSNR {v['psnr_y_db']:.3f} dB SSIM {v['ssim_y']:.4f}  (tiles)")

@@ -383,8 +383,9 @@ def _size(value: str | None) -> tuple[int, int] | None:
 @click.option("--scale", type=int, default=4, show_default=True, help="Upscaling factor (2, 3 or 4).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The bundle folder to write.")
 @click.option("--steps", type=int, default=None, help="Training steps of the network (default per method).")
-@click.option("--finetune-steps", type=int, default=None, help="LUT-aware fine-tuning steps of the tables (default 1000).")
-@click.option("--batch", type=int, default=16, show_default=True, help="Patches per step.")
+@click.option("--finetune-steps", type=int, default=None,
+              help="LUT-aware fine-tuning steps of the tables (default 1000; 0 with --grid).")
+@click.option("--batch", type=int, default=None, help="Patches per step (default 16; with --grid 64 for srlut, 32 otherwise).")
 @click.option("--patch", type=int, default=None, help="LR patch side in pixels (default per method).")
 @click.option("--train-data", type=click.Path(path_type=Path), default=None,
               help="A folder of high-resolution photos (default: the training photos edgekit ships or finds installed).")
@@ -397,10 +398,14 @@ def _size(value: str | None) -> tuple[int, int] | None:
 @click.option("--precision", default="auto", show_default=True,
               help="The network's training arithmetic, auto, fp32 or bf16: bf16 runs its hidden layers in bfloat16 (faster on CPUs with "
                    "AVX512-BF16 or AMX); auto picks bf16 where the CPU has it.")
+@click.option("--grid/--no-grid", default=None,
+              help="Train the network through its tables: its MLP runs only on the table-grid vertices a batch touches and "
+                   "is interpolated as deployed, so the tables are exactly the trained network, with no table fine-tuning "
+                   "(default: --grid for mulut and autolut, --no-grid for srlut; default steps differ).")
 @click.option("--force", is_flag=True, help="Replace --out even if it holds files edgekit did not write.")
 @click.option("--no-progress", is_flag=True)
 def lut_train(method, scale, out, steps, finetune_steps, batch, patch, train_data, checkpoint, input_size, seed,
-              learning_rate, precision, force, no_progress) -> None:
+              learning_rate, precision, grid, force, no_progress) -> None:
     """Train a LUT network on photos, transfer it to int8 tables (17^4 entries per unit), fine-tune
     the tables, and write a bundle: the tables, a .pte and a .tflite checked against the numpy
     reference on held-out photos."""
@@ -409,7 +414,7 @@ def lut_train(method, scale, out, steps, finetune_steps, batch, patch, train_dat
     m = train_lut(method, out, scale=scale, steps=steps, finetune_steps=finetune_steps, batch=batch, patch=patch,
                   train_data=train_data, checkpoint=checkpoint, input_size=_size(input_size), force=force,
                   progress=not no_progress, seed=seed, precision=precision,
-                  learning_rate=learning_rate, log=click.echo)
+                  learning_rate=learning_rate, grid=grid, log=click.echo)
     ev = m["evaluation"]
     click.echo(f"{method} x{scale}: tables {m['tables']['bytes']:,} bytes; held-out PSNR-Y "
                f"{ev['reference']['psnr_y_db']:.3f} dB (bicubic {ev['bicubic']['psnr_y_db']:.3f} dB)")

@@ -39,6 +39,16 @@ DEFAULT_PATCH = {"srlut": 32, "mulut": 24, "autolut": 24}
 # 31.514 dB on the held-out tiles against 31.411 (6e-3 trailed both, 1.2e-2 diverged): docs/lut.md
 DEFAULT_LR = {"srlut": 3e-3, "mulut": 3e-3, "autolut": 3e-3}
 DEFAULT_FINETUNE = 1000
+DEFAULT_BATCH = 16
+# grid training (--grid, edgekit.quant.lut_grid): the measured settings (docs/lut.md). A step costs about the
+# same at 16 and 32 patches (the MLP runs per distinct grid vertex), and the network is already its tables,
+# so the table fine-tuning is off (on MuLUT it moved the tables by -0.014 dB)
+DEFAULT_GRID_STEPS = {"srlut": 16000, "mulut": 9000, "autolut": 7500}
+DEFAULT_GRID_BATCH = {"srlut": 64, "mulut": 32, "autolut": 32}
+# grid training by default where it measured at least as well in the same time (x4 tiles: MuLUT 31.672 against
+# 31.666 dB, AutoLUT-style 31.490 against 31.455; MuLUT x2 35.659 against 35.388); SR-LUT 31.404 against 31.433
+DEFAULT_GRID = {"srlut": False, "mulut": True, "autolut": True}
+FINETUNE_BATCH = 16  # at most, patches per table fine-tuning step (the table network is not grid-trained)
 FINETUNE_LR = 0.05  # table units (int8 steps); MuLUT's 1e-4 on tables / 127 is 0.0127, for 2000 steps
 SCALES = (2, 3, 4)
 
@@ -130,23 +140,25 @@ def save_tables(path: Path, spec, tables: dict[str, torch.Tensor], fixed: dict) 
 
 
 def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None = None,
-              finetune_steps: int | None = None, batch: int = 16, patch: int | None = None,
+              finetune_steps: int | None = None, batch: int | None = None, patch: int | None = None,
               train_data: str | Path | None = None, checkpoint: str | Path | None = None,
               input_size: tuple[int, int] | None = None, force: bool = False, progress: bool = True,
-              seed: int = 0, precision: str = "auto", learning_rate: float | None = None,
+              seed: int = 0, precision: str = "auto", learning_rate: float | None = None, grid: bool | None = None,
               log: Callable[[str], None] | None = None) -> dict:
     """Train, transfer, fine-tune, export and check a LUT network; returns the bundle's manifest.
 
     method: ``srlut``, ``mulut`` or ``autolut``; scale: 2, 3 or 4; steps / finetune_steps: Adam
-    steps of the network and of the tables (defaults per method); batch, patch: patches per step
-    and LR patch side (pixels); train_data: a folder of HR photos (default: the shipped training
+    steps of the network and of the tables (defaults per method, and per ``grid``); batch, patch:
+    patches per step (default 16, or ``DEFAULT_GRID_BATCH`` with ``grid``) and LR patch side (pixels); train_data: a folder of HR photos (default: the shipped training
     photos); checkpoint: where to keep the resumable state (default ``OUT.ckpt`` beside the bundle,
     removed on success); input_size: the artifacts' LR input (default 192/r square, the held-out
     tile); precision: the network's training arithmetic, ``fp32``, ``bf16`` (hidden layers in
     bfloat16, 1.85x to 2.05x faster per step on this AVX512-BF16 CPU:
     ``benchmarks/lut_train_speed.py``) or ``auto`` (bf16 where the
     CPU has native bf16 dot products); learning_rate: the network's starting Adam rate (default
-    per method, ``DEFAULT_LR``). Raises UserError for bad arguments before any training."""
+    per method, ``DEFAULT_LR``); grid: train the network through its tables' grid
+    (``edgekit.quant.lut_grid``: no transfer loss, so no table fine-tuning by default; default per
+    method, ``DEFAULT_GRID``). Raises UserError for bad arguments before any training."""
     from edgekit.backends.base import captured_output
     from edgekit.data.sr_patches import PatchSampler, training_photos
     from edgekit.quant.lut_nets import METHODS, fixed_point_params
@@ -158,8 +170,10 @@ def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None
     if scale not in SCALES:
         raise UserError(f"--scale {scale}: LUT networks here upscale by {', '.join(map(str, SCALES))}")
     precision = resolve_precision(precision)
-    steps = DEFAULT_STEPS[method] if steps is None else steps
-    finetune_steps = DEFAULT_FINETUNE if finetune_steps is None else finetune_steps
+    grid = DEFAULT_GRID[method] if grid is None else grid
+    steps = (DEFAULT_GRID_STEPS if grid else DEFAULT_STEPS)[method] if steps is None else steps
+    finetune_steps = (0 if grid else DEFAULT_FINETUNE) if finetune_steps is None else finetune_steps
+    batch = (DEFAULT_GRID_BATCH[method] if grid else DEFAULT_BATCH) if batch is None else batch
     patch = patch or DEFAULT_PATCH[method]
     learning_rate = DEFAULT_LR[method] if learning_rate is None else learning_rate
     if steps < 1 or finetune_steps < 0 or batch < 1 or patch < 4:
@@ -180,7 +194,7 @@ def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None
     spec = dataclasses.replace(METHODS[method], scale=scale)
     torch.manual_seed(seed)
     sampler = PatchSampler(photos, scale, patch, seed=seed)
-    cfg = TrainConfig(steps=steps, batch=batch, patch=patch, lr=learning_rate, seed=seed, precision=precision)
+    cfg = TrainConfig(steps=steps, batch=batch, patch=patch, lr=learning_rate, seed=seed, precision=precision, grid=grid)
     say = log or (lambda m: None)
 
     net, rec_net = train_net(spec, sampler, cfg, ckpt, progress, log)
@@ -203,7 +217,7 @@ def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None
     rec_ft = None
     if finetune_steps:
         trainable = TableNet(spec, tables, fixed, trainable=True)
-        ft_cfg = TrainConfig(steps=finetune_steps, batch=batch, patch=patch, lr=FINETUNE_LR, seed=seed)
+        ft_cfg = TrainConfig(steps=finetune_steps, batch=min(batch, FINETUNE_BATCH), patch=patch, lr=FINETUNE_LR, seed=seed)
         rec_ft = finetune_tables(trainable, spec, sampler, ft_cfg, tables_ckpt, progress, log)
         tables = trainable.int8_tables()
         np_tables = {k: v.numpy() for k, v in tables.items()}

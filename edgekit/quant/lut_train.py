@@ -41,13 +41,15 @@ class TrainConfig:
     starting learning rate; seed: initialisation and patch sampling; precision: ``fp32``, or
     ``bf16`` (the network's hidden layers under CPU autocast to bfloat16, parameters, optimizer,
     loss and the units' first and last layers float32; see :meth:`Unit.mlp
-    <edgekit.quant.lut_nets.Unit.mlp>`)."""
+    <edgekit.quant.lut_nets.Unit.mlp>`); grid: train the network through its tables
+    (:class:`~edgekit.quant.lut_grid.GridLutNet`) instead of on every pixel."""
     steps: int
     batch: int = 16
     patch: int = 24
     lr: float = 1e-3
     seed: int = 0
     precision: str = "fp32"
+    grid: bool = False
 
 
 def native_bf16() -> bool:
@@ -114,6 +116,9 @@ def fit(model: torch.nn.Module, params: list, sampler, cfg: TrainConfig, spec: L
         opt, lambda i: 0.1 + 0.9 * (1 + math.cos(math.pi * min(i, cfg.steps) / cfg.steps)) / 2)
     start, spent = 0, 0.0
     state = _load(checkpoint, spec, phase) if checkpoint else None
+    if state is not None and state.get("grid", False) != cfg.grid:
+        raise UserError(f"{checkpoint} was written {'with' if state.get('grid') else 'without'} grid training; "
+                        "train the same way to resume it, or give another --checkpoint path")
     if state is not None and state.get("total", cfg.steps) != cfg.steps:
         raise UserError(f"{checkpoint} is a run of {state['total']} {phase} steps, not {cfg.steps}; give the same "
                         "steps to resume it, or another --checkpoint path")
@@ -131,7 +136,7 @@ def fit(model: torch.nn.Module, params: list, sampler, cfg: TrainConfig, spec: L
     def snapshot(step: int) -> dict:
         return {"mark": MARK, "spec": spec.to_dict(), "phase": phase, "step": step, "model": model.state_dict(),
                 "opt": opt.state_dict(), "sched": sched.state_dict(), "seconds": spent + time.time() - t0,
-                "loss": loss_avg, "total": cfg.steps, "rng": sampler.rng.bit_generator.state}
+                "loss": loss_avg, "total": cfg.steps, "rng": sampler.rng.bit_generator.state, "grid": cfg.grid}
 
     with tqdm(total=cfg.steps, initial=start, desc=f"lut {phase}", unit="step", disable=not progress) as bar:
         for step in range(start, cfg.steps):
@@ -148,14 +153,17 @@ def fit(model: torch.nn.Module, params: list, sampler, cfg: TrainConfig, spec: L
                     f"({10 * math.log10(1 / max(loss_avg, 1e-12)):.2f} dB patch PSNR) {spent + time.time() - t0:.0f} s")
     model.eval()
     return {"steps": cfg.steps, "seconds": round(spent + time.time() - t0, 1),
-            "final_loss": loss_avg, "resumed_at": start or None, "precision": cfg.precision}
+            "final_loss": loss_avg, "resumed_at": start or None, "precision": cfg.precision, "grid": cfg.grid}
 
 
 def train_net(spec: LutSpec, sampler, cfg: TrainConfig, checkpoint: Path | None = None, progress: bool = True,
               log: Callable[[str], None] | None = None) -> tuple[LutNet, dict]:
-    """Phase ``net``: a trained :class:`LutNet` and its training record."""
+    """Phase ``net``: a trained :class:`LutNet` (a :class:`~edgekit.quant.lut_grid.GridLutNet`
+    when ``cfg.grid``) and its training record."""
+    from edgekit.quant.lut_grid import GridLutNet
+
     torch.manual_seed(cfg.seed)
-    net = LutNet(spec)
+    net = (GridLutNet if cfg.grid else LutNet)(spec)
     rec = fit(net, list(net.parameters()), sampler, cfg, spec, "net", checkpoint, progress, log)
     return net, rec
 

@@ -158,6 +158,8 @@ def test_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         lut_train.train_net(spec, sampler(), cfg, tmp_path / "foreign.ckpt", progress=False)
     with pytest.raises(UserError, match="another LUT network"):
         lut_train.train_net(METHODS["mulut"], sampler(), cfg, ckpt, progress=False)
+    with pytest.raises(UserError, match="without grid training"):
+        lut_train.train_net(spec, sampler(), dataclasses.replace(cfg, grid=True), ckpt, progress=False)
 
 
 @pytest.mark.parametrize("args, says", [
@@ -281,3 +283,82 @@ def test_bf16_training_learns_as_float32_does(monkeypatch):
         assert lut_train.resolve_precision("auto") == want
     with pytest.raises(UserError, match="--precision 'fp16'"):
         lut_train.resolve_precision("fp16")
+
+
+def _photo_crop(h=20, w=26):
+    from edgekit.data.photos import TRAIN, load_y
+
+    y = load_y(TRAIN[0])
+    return torch.from_numpy(y[100:100 + h, 140:140 + w].copy()).float()[None, None] / 255
+
+
+@pytest.mark.parametrize("method", ["srlut", "mulut", "autolut"])
+def test_grid_network_computes_exactly_what_its_tables_compute(method):
+    """A GridLutNet (the MLP evaluated on the grid vertices, interpolated) gives the same pixels as
+    the TableNet of its transferred tables, AutoSample and AdaRL included: grid training trains the
+    deployed function."""
+    from edgekit.quant.lut_grid import GridLutNet
+
+    spec = METHODS[method]
+    torch.manual_seed(0)
+    net = GridLutNet(spec)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() <= 2 and p.shape[-1] in (1, 9) or p.dim() == 1 and p.numel() == 1:
+                p.add_(torch.randn_like(p))
+        x = _photo_crop()
+        got = torch.clamp(net(x), 0, 1)
+        want = TableNet(spec, transfer(net), fixed_point_params(net))(x)
+    assert got.shape == want.shape == (1, 1, 20 * spec.scale, 26 * spec.scale)
+    assert torch.equal(got, want)
+
+
+def test_simplex_vertices_give_the_tables_interpolation_and_gradients_reach_every_stage():
+    """sum(weights * table[vertices]) is simplex_interpolate's value, exactly; the compiled
+    interpolation gives the eager values and gradients; one MuLUT step sends a gradient to every
+    unit, stage 1 included (through stage 2's interpolation weights)."""
+    from edgekit.quant import lut_grid
+
+    spec = METHODS["mulut"]
+    table = _random_tables(spec)["s2_s"]
+    s = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3000, 4))).float()
+    vertex, weight = lut_grid.simplex_vertices(s, spec.interval)
+    assert torch.allclose(weight.sum(dim=1), torch.ones(3000))
+    assert torch.equal((weight.unsqueeze(2) * table[vertex].float()).sum(dim=1), simplex_interpolate(table, s, 4))
+    inputs, slot = lut_grid.grid_values(vertex, spec)
+    assert len(inputs) == len(torch.unique(vertex)) and torch.equal(grid_inputs(spec)[vertex], inputs[slot])
+
+    t = table[:500].float().requires_grad_()
+    w = weight.clone().requires_grad_()
+    sl = slot % 500
+    grads = []
+    for fn in (lut_grid._interpolate, lut_grid.interpolate):
+        out = fn(t, sl, w)
+        g = torch.autograd.grad((out * torch.linspace(-1, 1, 16)).square().sum(), (t, w))
+        grads.append((out.detach(), *g))
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+
+    torch.manual_seed(0)
+    net = lut_grid.GridLutNet(spec)
+    lr_img = _photo_crop(12, 12)
+    hr = torch.rand(1, 1, 48, 48)
+    torch.nn.functional.mse_loss(net(lr_img), hr).backward()
+    for name, unit in net.units.items():
+        assert unit.first.weight.grad is not None and unit.first.weight.grad.abs().sum() > 0, name
+
+
+@pytest.mark.slow
+def test_grid_training_bundle_is_its_network(tmp_path):
+    """``edgekit lut train --grid`` (API form, a few steps): the manifest records grid training and
+    its defaults (64 patches per step for SR-LUT, no table fine-tuning), the transferred tables
+    score exactly what the trained network scored, and the artifacts are bit-exact."""
+    from edgekit.api import train_lut
+
+    m = train_lut("srlut", tmp_path / "b", grid=True, steps=4, patch=8, progress=False)
+    net = m["training"]["net"]
+    assert net["grid"] is True and net["batch"] == 64 and net["patches"] == 256
+    assert m["training"]["tables"] is None
+    ev = m["evaluation"]
+    assert ev["network"] == ev["tables_transferred"] == ev["reference"]
+    assert all(a["evaluation"]["bit_exact"] for a in m["artifacts"])
