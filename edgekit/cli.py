@@ -406,8 +406,8 @@ def _size(value: str | None) -> tuple[int, int] | None:
 @click.option("--no-progress", is_flag=True)
 def lut_train(method, scale, out, steps, finetune_steps, batch, patch, train_data, checkpoint, input_size, seed,
               learning_rate, precision, grid, force, no_progress) -> None:
-    """Train a LUT network on photos, transfer it to int8 tables (17^4 entries per unit), fine-tune
-    the tables, and write a bundle: the tables, a .pte and a .tflite checked against the numpy
+    """Train a LUT network on photos (through its tables with --grid), transfer it to int8 tables
+    (17^4 entries per unit), fine-tune the tables (by default without --grid), and write a bundle: the tables, a .pte and a .tflite checked against the numpy
     reference on held-out photos."""
     from edgekit.api import train_lut
 

@@ -153,7 +153,7 @@ def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None
     photos); checkpoint: where to keep the resumable state (default ``OUT.ckpt`` beside the bundle,
     removed on success); input_size: the artifacts' LR input (default 192/r square, the held-out
     tile); precision: the network's training arithmetic, ``fp32``, ``bf16`` (hidden layers in
-    bfloat16, 1.85x to 2.05x faster per step on this AVX512-BF16 CPU:
+    bfloat16, 1.8x to 2.2x faster per step on this AVX512-BF16 CPU:
     ``benchmarks/lut_train_speed.py``) or ``auto`` (bf16 where the
     CPU has native bf16 dot products); learning_rate: the network's starting Adam rate (default
     per method, ``DEFAULT_LR``); grid: train the network through its tables' grid
