@@ -407,8 +407,8 @@ def _size(value: str | None) -> tuple[int, int] | None:
 def lut_train(method, scale, out, steps, finetune_steps, batch, patch, train_data, checkpoint, input_size, seed,
               learning_rate, precision, grid, force, no_progress) -> None:
     """Train a LUT network on photos (through its tables with --grid), transfer it to int8 tables
-    (17^4 entries per unit), fine-tune the tables (by default without --grid), and write a bundle: the tables, a .pte and a .tflite checked against the numpy
-    reference on held-out photos."""
+    (17^4 entries per unit), fine-tune the tables (by default without --grid), and write a bundle:
+    the tables, a .pte and a .tflite checked against the numpy reference on held-out photos."""
     from edgekit.api import train_lut
 
     m = train_lut(method, out, scale=scale, steps=steps, finetune_steps=finetune_steps, batch=batch, patch=patch,

@@ -149,8 +149,8 @@ def train_lut(method: str, out: str | Path, *, scale: int = 4, steps: int | None
 
     method: ``srlut``, ``mulut`` or ``autolut``; scale: 2, 3 or 4; steps / finetune_steps: Adam
     steps of the network and of the tables (defaults per method, and per ``grid``); batch, patch:
-    patches per step (default 16, or ``DEFAULT_GRID_BATCH`` with ``grid``) and LR patch side (pixels); train_data: a folder of HR photos (default: the shipped training
-    photos); checkpoint: where to keep the resumable state (default ``OUT.ckpt`` beside the bundle,
+    patches per step (default 16, or ``DEFAULT_GRID_BATCH`` with ``grid``) and LR patch side
+    (pixels); train_data: a folder of HR photos (default: the shipped training photos); checkpoint: where to keep the resumable state (default ``OUT.ckpt`` beside the bundle,
     removed on success); input_size: the artifacts' LR input (default 192/r square, the held-out
     tile); precision: the network's training arithmetic, ``fp32``, ``bf16`` (hidden layers in
     bfloat16, 1.8x to 2.2x faster per step on this AVX512-BF16 CPU:

@@ -11,14 +11,16 @@ Why: neighbouring pixels of a photo are alike, so a batch's inputs fall on few g
 MuLUT after 400 steps, 32 patches of 24 x 24: 11,000 to 18,000 distinct vertices per stage-1 unit
 and 3,000 to 4,000 per stage-2 unit, for 73,728 inputs each). The MLP, the cost of training, then
 runs once per distinct vertex instead of once per pixel and rotation, so a step of 32 patches
-costs less than a per-pixel step of 16 (``benchmarks/lut_train_speed.py``); and the network trained is exactly the function the tables
-deploy (no transfer loss; in bf16 training up to the hidden layers' rounding).
+costs less than a per-pixel step of 16 (``benchmarks/lut_train_speed.py``); and the network
+trained is exactly the function the tables deploy (no transfer loss; in bf16 training up to the
+hidden layers' rounding).
 """
 from __future__ import annotations
 
 import torch
 
 from edgekit.quant.lut_nets import LutNet, LutSpec, round_ste
+from edgekit.quant.lut_tables import grid_inputs
 
 
 def simplex_vertices(s: torch.Tensor, interval: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,29 +42,30 @@ def simplex_vertices(s: torch.Tensor, interval: int) -> tuple[torch.Tensor, torc
     return vertex, (upper - lower) / q
 
 
-def grid_values(vertex: torch.Tensor, spec: LutSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """The distinct grid vertices of ``vertex`` (int64, any shape): their inputs float32 [U, 4]
-    (pixel values, the last grid level read as 255, as the transfer does) and ``vertex``
-    re-indexed into them (int64, same shape)."""
-    L, q = spec.levels, 2 ** spec.interval
-    used = torch.zeros(L ** 4, dtype=torch.bool)
+def grid_values(vertex: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct vertices of ``vertex`` (int64, any shape, rows of ``grid``, the transfer grid
+    float32 [levels^4, 4] of :func:`~edgekit.quant.lut_tables.grid_inputs`): their inputs float32
+    [U, 4] and ``vertex`` re-indexed into them (int64, same shape)."""
+    used = torch.zeros(len(grid), dtype=torch.bool)
     used[vertex.reshape(-1)] = True
-    ids = used.nonzero().squeeze(1)
     slot = torch.cumsum(used, 0) - 1
-    digits = torch.stack([ids // L ** 3, ids // L ** 2 % L, ids // L % L, ids % L], dim=1)
-    return torch.clamp(digits * q, max=255).to(torch.float32), slot[vertex]
+    return grid[used], slot[vertex]
 
 
 class GridLutNet(LutNet):
     """:class:`~edgekit.quant.lut_nets.LutNet` computed through its tables (see the module
     docstring). forward: x float32 [N, 1, h, w] in [0, 1] -> [N, 1, r*h, r*w] (unclamped)."""
 
+    def __init__(self, spec: LutSpec) -> None:
+        super().__init__(spec)
+        self.register_buffer("grid", grid_inputs(spec), persistent=False)  # the transfer's grid, not a parameter
+
     def rotations(self, stage: int, mode: str, xp: torch.Tensor, h: int, w: int) -> list[torch.Tensor]:
         """The unit's table values (MLP on the touched grid vertices), interpolated per rotation."""
         unit = self.units[f"s{stage + 1}_{mode}"]
         s = torch.cat([unit.samples(xp, k, h, w) for k in range(4)])
         vertex, weight = simplex_vertices(s.float(), self.spec.interval)
-        inputs, slot = grid_values(vertex, self.spec)
+        inputs, slot = grid_values(vertex, self.grid)
         table = round_ste(127.0 * unit.mlp(inputs))                    # [U, R]
         return list(interpolate(table, slot, weight).chunk(4))
 

@@ -325,7 +325,7 @@ def test_simplex_vertices_give_the_tables_interpolation_and_gradients_reach_ever
     vertex, weight = lut_grid.simplex_vertices(s, spec.interval)
     assert torch.allclose(weight.sum(dim=1), torch.ones(3000))
     assert torch.equal((weight.unsqueeze(2) * table[vertex].float()).sum(dim=1), simplex_interpolate(table, s, 4))
-    inputs, slot = lut_grid.grid_values(vertex, spec)
+    inputs, slot = lut_grid.grid_values(vertex, grid_inputs(spec))
     assert len(inputs) == len(torch.unique(vertex)) and torch.equal(grid_inputs(spec)[vertex], inputs[slot])
 
     t = table[:500].float().requires_grad_()
