@@ -39,7 +39,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekit.data.bicubic import downscale  # noqa: E402
+from edgekit.data.bicubic import downscale, mod_crop  # noqa: E402
 from edgekit.data.photos import HELD_OUT, load_y  # noqa: E402
 from edgekit.data.sr_patches import PatchSampler, training_photos  # noqa: E402
 from edgekit.lut_job import folder_y, held_out_tiles, quality  # noqa: E402
@@ -135,8 +135,7 @@ def main() -> None:
     tiles = quality(np.clip(np.round(fp[:, 0].numpy() * 255), 0, 255).astype(np.uint8), hr_ev, r)
     whole, spread = [], []
     for name in HELD_OUT:
-        hr = load_y(name)
-        hr = hr[:hr.shape[0] // r * r, :hr.shape[1] // r * r]
+        hr = mod_crop(load_y(name), r)
         lr = downscale(hr, r)
         with torch.no_grad():
             o = net(torch.from_numpy(lr[None, None]).float() / 255)
